@@ -1,0 +1,36 @@
+#[path = "../src/fastcgi/record.rs"]
+mod record;
+
+#[path = "../src/fastcgi/app.rs"]
+mod app;
+
+// A dual-mode example: run it as a CGI script, or give it a listening socket
+// on fd 0 and it serves FastCGI requests until killed. The pid and the request
+// count make worker reuse visible from outside; the rest of the body is the
+// same in both modes so the two can be compared.
+
+use std::io;
+use std::process::ExitCode;
+
+fn main() -> io::Result<ExitCode> {
+    let pid = std::process::id();
+    let mut served: u64 = 0;
+    app::run(|req, out| {
+        served += 1;
+        let var = |name| req.param(name).unwrap_or("");
+        write!(
+            out,
+            "Content-Type: text/plain\n\n\
+             Hello from Rust\n\
+             pid: {pid}\n\
+             requests: {served}\n\
+             mode: {}\n\
+             method: {}\n\
+             query: {}\n",
+            req.mode.as_str(),
+            var("REQUEST_METHOD"),
+            var("QUERY_STRING"),
+        )?;
+        Ok(0)
+    })
+}

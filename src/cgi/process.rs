@@ -1,0 +1,186 @@
+//! A started script as a process group we own: exit detection through a pidfd,
+//! killing the whole group, reaping with `wait4` for its rusage, and the registry that
+//! lets shutdown kill every group still alive. Dropping a [`Child`] never leaves a
+//! zombie.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::sys;
+
+/// Process groups started by one server and not yet reaped.
+#[derive(Debug, Default)]
+pub struct Registry {
+    live: Mutex<HashSet<i32>>,
+}
+
+impl Registry {
+    pub fn count(&self) -> usize {
+        self.live.lock().map_or(0, |l| l.len())
+    }
+
+    /// Sends `sig` to every live group.
+    pub fn signal_all(&self, sig: i32) {
+        if let Ok(live) = self.live.lock() {
+            for &pgid in live.iter() {
+                // SAFETY: plain kill(2); the group leader is unreaped, so its id is ours.
+                unsafe { libc::kill(-pgid, sig) };
+            }
+        }
+    }
+
+    fn insert(&self, pid: i32) {
+        if let Ok(mut l) = self.live.lock() {
+            l.insert(pid);
+        }
+    }
+
+    fn remove(&self, pid: i32) {
+        if let Ok(mut l) = self.live.lock() {
+            l.remove(&pid);
+        }
+    }
+}
+
+/// How a script ended, with what it cost (from `wait4`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Exit code, or `128 + signal` when killed by a signal.
+    pub code: i32,
+    pub signal: Option<i32>,
+    pub user: Duration,
+    pub system: Duration,
+    pub max_rss_kib: i64,
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.signal {
+            Some(s) => write!(f, "killed by signal {s}"),
+            None => write!(f, "exit status {}", self.code),
+        }
+    }
+}
+
+pub struct Child {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    registry: Arc<Registry>,
+    exit: Option<ExitInfo>,
+}
+
+impl Child {
+    /// Takes ownership of the process group led by `pid` (it must be our child).
+    pub fn adopt(pid: i32, registry: Arc<Registry>) -> Child {
+        registry.insert(pid);
+        Child {
+            pid,
+            pidfd: sys::pidfd_open(pid).ok(),
+            registry,
+            exit: None,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Readable once the process has exited; `None` on kernels without pidfds.
+    pub fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Has the leader exited? Does not reap, so the group id stays reserved.
+    pub fn has_exited(&self) -> bool {
+        if self.exit.is_some() {
+            return true;
+        }
+        // SAFETY: waitid with WNOWAIT only reads the child's state into `info`.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        let r = unsafe { libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, flags) };
+        // SAFETY: si_pid is valid to read for SIGCHLD-style siginfo filled by waitid.
+        r == 0 && unsafe { info.si_pid() } != 0
+    }
+
+    pub fn signal_group(&self, sig: i32) {
+        if self.exit.is_none() {
+            // SAFETY: plain kill(2) on our own unreaped group.
+            unsafe { libc::kill(-self.pid, sig) };
+        }
+    }
+
+    /// Kills what is left of the group and reaps the leader.
+    pub fn reap(&mut self) -> ExitInfo {
+        if let Some(e) = self.exit {
+            return e;
+        }
+        // Stragglers (a daemonized grandchild holding our pipe) die with the group,
+        // before the leader's id is released by reaping it.
+        self.signal_group(libc::SIGKILL);
+        let e = wait4(self.pid);
+        self.registry.remove(self.pid);
+        self.exit = Some(e);
+        e
+    }
+
+    /// Waits up to `timeout` for the leader to exit by itself.
+    pub fn wait_exit(&self, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        loop {
+            if self.has_exited() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            match &self.pidfd {
+                Some(fd) => {
+                    let _ = sys::wait_one(fd.as_raw_fd(), sys::READ, until - now);
+                }
+                None => std::thread::sleep(Duration::from_millis(10).min(until - now)),
+            }
+        }
+    }
+
+    /// SIGTERM to the group, up to `grace` to go, then SIGKILL; reaps.
+    pub fn terminate(&mut self, grace: Duration) -> ExitInfo {
+        if !self.has_exited() {
+            self.signal_group(libc::SIGTERM);
+            self.wait_exit(grace);
+        }
+        self.reap()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.reap();
+    }
+}
+
+fn wait4(pid: i32) -> ExitInfo {
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: wait4 on our own child with valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break;
+        }
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let signal = libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status));
+    ExitInfo {
+        code: signal.map_or(libc::WEXITSTATUS(status), |s| 128 + s),
+        signal,
+        user: tv(usage.ru_utime),
+        system: tv(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss,
+    }
+}

@@ -1,0 +1,133 @@
+//! Command-line options → [`Config`]; nothing else.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use clap::Parser;
+
+use crate::cgi::spawn::SpawnMode;
+use crate::config::Config;
+use crate::logger::LogTarget;
+
+const EXAMPLES: &str = "\
+Examples:
+  cgi-testbed                                   serve ./cgi-bin on http://127.0.0.1:8080
+  cgi-testbed --listen 127.0.0.1:0              any free port (printed on stdout)
+  cgi-testbed --cgi-dir ~/site/cgi-bin --timeout 5s --max-procs 16
+  cgi-testbed --interpreter py=/usr/bin/python3 --env APP_MODE=dev --pass-env TZ
+  cgi-testbed --spawn fork --access-log -        fork+exec, access log on stdout
+
+  curl -i http://127.0.0.1:8080/cgi-bin/hello";
+
+#[derive(Debug, Parser)]
+#[command(name = "cgi-testbed", version, about = "A classic CGI server and test-bed", after_help = EXAMPLES)]
+pub struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory whose executables run under /cgi-bin/.
+    #[arg(long, default_value = "cgi-bin")]
+    pub cgi_dir: PathBuf,
+
+    /// Connection threads (each serves one request at a time).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: u16,
+
+    /// Script run time limit, and how long a connection may stay idle.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    /// Largest request body (e.g. 10MiB).
+    #[arg(long, default_value = "1GiB")]
+    pub max_body: ByteSize,
+
+    /// Largest request header block.
+    #[arg(long, default_value = "64KiB")]
+    pub max_header: ByteSize,
+
+    /// Scripts running at once; excess requests wait briefly, then get 503.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_procs: u32,
+
+    /// Extra environment variable for every script (repeatable).
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+
+    /// Copy this variable from the server's environment to scripts (repeatable).
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub pass_env: Vec<String>,
+
+    /// Run files with this extension through PROGRAM, e.g. py=/usr/bin/python3 (repeatable).
+    #[arg(long = "interpreter", value_name = "EXT=PROGRAM", value_parser = parse_interpreter)]
+    pub interpreters: Vec<(String, PathBuf)>,
+
+    /// Pass the Authorization header to scripts as HTTP_AUTHORIZATION.
+    #[arg(long)]
+    pub pass_authorization: bool,
+
+    /// How script processes are started.
+    #[arg(long, value_enum, default_value = "posix-spawn")]
+    pub spawn: SpawnMode,
+
+    /// Access log file, or - for stdout (Combined Log Format plus time taken).
+    #[arg(long, value_name = "PATH|-")]
+    pub access_log: Option<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s.split_once('=').ok_or("expected NAME=VALUE")?;
+    valid_name(name)?;
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+fn valid_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{name:?} is not a valid variable name"))
+    }
+}
+
+fn parse_interpreter(s: &str) -> Result<(String, PathBuf), String> {
+    let (ext, program) = s.split_once('=').ok_or("expected EXT=PROGRAM")?;
+    let ext = ext.trim_start_matches('.');
+    if ext.is_empty() || program.is_empty() {
+        return Err("expected EXT=PROGRAM".into());
+    }
+    Ok((ext.to_owned(), PathBuf::from(program)))
+}
+
+impl Args {
+    pub fn into_config(self) -> Result<Config, String> {
+        let mut config = Config::new(self.cgi_dir);
+        config.listen = self.listen;
+        config.threads = usize::from(self.threads);
+        config.timeout = self.timeout;
+        config.head_timeout = self.timeout.min(Duration::from_secs(10));
+        config.max_body = self.max_body.as_u64();
+        config.max_header = usize::try_from(self.max_header.as_u64()).map_err(|e| e.to_string())?;
+        config.max_procs = self.max_procs as usize;
+        config.env = self
+            .env
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        for name in self.pass_env {
+            valid_name(&name)?;
+            if let Some(v) = std::env::var_os(&name) {
+                config.env.push((name, v.into_encoded_bytes()));
+            }
+        }
+        config.interpreters = self.interpreters;
+        config.pass_authorization = self.pass_authorization;
+        config.spawn = self.spawn;
+        config.access_log = self.access_log.as_deref().map(LogTarget::parse);
+        Ok(config)
+    }
+}

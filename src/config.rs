@@ -1,0 +1,70 @@
+//! Runtime settings of one server, as plain data (the CLI builds it; tests build it
+//! directly).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cgi::spawn::SpawnMode;
+use crate::logger::LogTarget;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Directory whose executables run under `/cgi-bin/`.
+    pub cgi_dir: PathBuf,
+    /// DOCUMENT_ROOT and the base of PATH_TRANSLATED; defaults to the cgi-dir's parent.
+    pub document_root: Option<PathBuf>,
+    /// Connection threads (each serves one request at a time).
+    pub threads: usize,
+    /// Script run time, and how long a connection may stay idle.
+    pub timeout: Duration,
+    /// How long a client may take to send one request head.
+    pub head_timeout: Duration,
+    pub max_body: u64,
+    pub max_header: usize,
+    /// Scripts running at once; more wait up to `proc_wait`, then get 503.
+    pub max_procs: usize,
+    pub proc_wait: Duration,
+    /// Open client connections; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// `--env` and `--pass-env`, resolved.
+    pub env: Vec<(String, Vec<u8>)>,
+    /// File extension → program that runs files without a `#!` line.
+    pub interpreters: Vec<(String, PathBuf)>,
+    pub pass_authorization: bool,
+    pub spawn: SpawnMode,
+    pub error_log: LogTarget,
+    pub access_log: Option<LogTarget>,
+    /// How long in-flight requests may run on after shutdown begins.
+    pub shutdown_grace: Duration,
+    /// A chunked request body above this size is spooled to a temp file.
+    pub spool_memory: usize,
+}
+
+impl Config {
+    /// Defaults for serving `cgi_dir` on an ephemeral loopback port.
+    pub fn new(cgi_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            cgi_dir: cgi_dir.into(),
+            document_root: None,
+            threads: 64,
+            timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(10),
+            max_body: 1 << 30,
+            max_header: 64 << 10,
+            max_procs: 64,
+            proc_wait: Duration::from_secs(2),
+            max_connections: 4096,
+            env: Vec::new(),
+            interpreters: Vec::new(),
+            pass_authorization: false,
+            spawn: SpawnMode::PosixSpawn,
+            error_log: LogTarget::Stderr,
+            access_log: None,
+            shutdown_grace: Duration::from_secs(10),
+            spool_memory: 1 << 20,
+        }
+    }
+}

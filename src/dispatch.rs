@@ -1,0 +1,321 @@
+//! One request from head to access-log line: route it to a model, follow local
+//! redirects, turn every error into its status page with exactly one log line.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::cgi;
+use crate::error::Error;
+use crate::http::body::Prepared;
+use crate::http::body::{BodyError, ChunkedDecoder, Spool, Spooled};
+use crate::http::conn::Conn;
+use crate::http::head::{Framing, HeadError, Request};
+use crate::http::response::{self, error_page};
+use crate::logger::clf_time;
+use crate::relay::{self, Outcome};
+use crate::route::{self, RouteError};
+use crate::server::Shared;
+
+/// Local redirects followed for one request before giving up (Apache uses 10).
+const MAX_REDIRECTS: usize = 10;
+
+/// What the access log records about a request besides its line.
+#[derive(Default)]
+struct Record {
+    status: u16,
+    bytes: u64,
+    /// Per-model details: pid, CPU and memory of the script.
+    extra: String,
+}
+
+/// Serves one parsed request on `conn`, then writes its access-log line.
+pub fn serve(shared: &Shared, conn: &mut Conn, req: Request) {
+    let started = Instant::now();
+    let id = shared.next_request_id();
+    conn.body_unread = req.has_body();
+    if !req.wants_keep_alive() || shared.stopping() {
+        conn.reusable = false;
+    }
+    let mut record = Record::default();
+    let mut current = req.clone();
+    for hop in 0..=MAX_REDIRECTS {
+        let tag = format!("[req {id}] {} {}", current.method, current.target);
+        match answer(shared, conn, &current, &tag, &mut record) {
+            Ok(None) => break,
+            Ok(Some(location)) if hop < MAX_REDIRECTS => current = redirected(&current, location),
+            Ok(Some(_)) => {
+                fail(
+                    shared,
+                    conn,
+                    &current,
+                    Error::RedirectLoop,
+                    &tag,
+                    &mut record,
+                );
+                break;
+            }
+            Err(e) => {
+                fail(shared, conn, &current, e, &tag, &mut record);
+                break;
+            }
+        }
+    }
+    if conn.body_unread {
+        conn.reusable = false;
+    }
+    access_log(shared, conn, &req, &record, started);
+}
+
+/// Answers a head that could not be parsed, then the connection closes.
+pub fn reject_head(shared: &Shared, conn: &mut Conn, e: HeadError) {
+    let err = Error::Head(e);
+    let status = err.status();
+    shared
+        .log
+        .log(&format!("[{}] {status} {err}", conn.ends.remote));
+    conn.reusable = false;
+    let page = error_page(
+        status,
+        err.public_detail().as_deref(),
+        false,
+        crate::http::head::Version::Http11,
+    );
+    let _ = conn.write_all(&page);
+    if shared.log.access_enabled() {
+        shared.log.access(&format!(
+            "{} - - [{}] \"-\" {status} 0 \"-\" \"-\" 0us",
+            conn.ends.remote.ip(),
+            clf_time(SystemTime::now())
+        ));
+    }
+}
+
+/// `Ok(Some(path))`: the script asked for a local redirect to `path`.
+fn answer(
+    shared: &Shared,
+    conn: &mut Conn,
+    req: &Request,
+    tag: &str,
+    record: &mut Record,
+) -> Result<Option<String>, Error> {
+    let (path, _) = req.path_and_query();
+    let clean = route::clean_path(path)?;
+    if let Some(rest) = route::strip_mount(&clean, "/cgi-bin") {
+        return answer_cgi(shared, conn, req, rest, tag, record);
+    }
+    Err(RouteError::NotFound.into())
+}
+
+fn answer_cgi(
+    shared: &Shared,
+    conn: &mut Conn,
+    req: &Request,
+    rest: &str,
+    tag: &str,
+    record: &mut Record,
+) -> Result<Option<String>, Error> {
+    let config = &shared.config;
+    let script = route::resolve(&shared.cgi_dir, "/cgi-bin", rest, &config.interpreters)?;
+    check_method(req)?;
+    check_length(req, config.max_body)?;
+    let _slot = shared
+        .slots
+        .acquire(config.proc_wait)
+        .ok_or(Error::Overloaded("all script slots busy"))?;
+    let body = prepare_body(shared, conn, req)?;
+    let settings = relay::Settings {
+        deadline: Instant::now() + config.timeout,
+        stall: config.timeout,
+        max_header: config.max_header,
+        raw: script.nph,
+        send_continue: req.expect_continue,
+        keep_alive: conn.reusable,
+        extra_headers: Box::new(Vec::new),
+    };
+    let ran = cgi::run(shared, conn, req, &script, body, settings, tag.to_owned())?;
+    record.extra = match &ran.exit {
+        Some(e) => format!(
+            " pid={} cpu={}us maxrss={}KiB",
+            ran.pid,
+            (e.user + e.system).as_micros(),
+            e.max_rss_kib
+        ),
+        None => format!(" pid={}", ran.pid),
+    };
+    finish(shared, ran.outcome, tag, record)
+}
+
+/// Turns a relay outcome into the answer for `serve`.
+fn finish(
+    shared: &Shared,
+    outcome: Outcome,
+    tag: &str,
+    record: &mut Record,
+) -> Result<Option<String>, Error> {
+    match outcome {
+        Outcome::Sent {
+            status,
+            body_bytes,
+            error,
+        } => {
+            record.status = status;
+            record.bytes = body_bytes;
+            if let Some(e) = error {
+                shared.log.log(&format!("{tag} response cut off: {e}"));
+            }
+            Ok(None)
+        }
+        Outcome::LocalRedirect(loc) => Ok(Some(loc)),
+        Outcome::Failed(e) => Err(e),
+    }
+}
+
+fn check_method(req: &Request) -> Result<(), Error> {
+    // TRACE would echo credentials back to scripts' callers; CONNECT is for proxies.
+    match req.method.as_str() {
+        "TRACE" | "CONNECT" => Err(Error::MethodNotAllowed(req.method.clone())),
+        _ => Ok(()),
+    }
+}
+
+fn check_length(req: &Request, max_body: u64) -> Result<(), Error> {
+    match req.framing {
+        Framing::Length(n) if n > max_body => Err(BodyError::TooLarge.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Gets the body ready for a script: a length-delimited body streams from the socket;
+/// a chunked one is decoded and spooled first so CONTENT_LENGTH can be exact.
+fn prepare_body(shared: &Shared, conn: &mut Conn, req: &Request) -> Result<Prepared, Error> {
+    match req.framing {
+        Framing::None => Ok(Prepared::None),
+        Framing::Length(n) => Ok(Prepared::Socket(n)),
+        Framing::Chunked => {
+            if req.expect_continue && conn.pending().is_empty() {
+                conn.write_all(response::CONTINUE)
+                    .map_err(|e| Error::ClientGone(e.to_string()))?;
+            }
+            let spooled = spool_chunked(
+                conn,
+                shared.config.max_body,
+                shared.config.spool_memory,
+                shared.config.timeout,
+            )?;
+            conn.body_unread = false;
+            Ok(match spooled {
+                Spooled::Memory(v) => Prepared::Memory(v),
+                Spooled::File(f, n) => Prepared::File(f, n),
+            })
+        }
+    }
+}
+
+fn spool_chunked(
+    conn: &mut Conn,
+    max_body: u64,
+    memory: usize,
+    timeout: Duration,
+) -> Result<Spooled, Error> {
+    let deadline = Instant::now() + timeout;
+    let mut decoder = ChunkedDecoder::new();
+    let mut spool = Spool::new(memory);
+    let mut data = Vec::new();
+    loop {
+        let used = decoder.decode(conn.pending(), &mut data)?;
+        conn.consume(used);
+        if spool.len() + data.len() as u64 > max_body {
+            return Err(BodyError::TooLarge.into());
+        }
+        spool
+            .write(&data)
+            .map_err(|e| BodyError::Spool(e.to_string()))?;
+        data.clear();
+        if decoder.is_done() {
+            return spool
+                .finish()
+                .map_err(|e| BodyError::Spool(e.to_string()).into());
+        }
+        if conn.eof {
+            return Err(BodyError::Truncated.into());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || !conn.wait_readable(left) {
+            return Err(BodyError::TimedOut.into());
+        }
+        match conn.fill() {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(Error::ClientGone(e.to_string())),
+        }
+    }
+}
+
+/// The GET a local redirect turns into (RFC 3875 §6.2.2): same headers, no body.
+fn redirected(req: &Request, location: String) -> Request {
+    let mut next = req.clone();
+    next.method = "GET".into();
+    next.target = location;
+    next.framing = Framing::None;
+    next.expect_continue = false;
+    next.headers.retain(|(n, _)| {
+        ![
+            "content-length",
+            "content-type",
+            "transfer-encoding",
+            "expect",
+        ]
+        .iter()
+        .any(|h| n.eq_ignore_ascii_case(h))
+    });
+    next
+}
+
+/// Logs `e` once and, unless the client is gone or a response already started,
+/// sends its status page.
+fn fail(shared: &Shared, conn: &mut Conn, req: &Request, e: Error, tag: &str, record: &mut Record) {
+    let status = e.status();
+    record.status = status;
+    shared.log.log(&format!("{tag} {status} {e}"));
+    if matches!(e, Error::ClientGone(_)) {
+        conn.reusable = false;
+        return;
+    }
+    if matches!(e, Error::Body(_)) || conn.body_unread {
+        conn.reusable = false;
+    }
+    let page = error_page(
+        status,
+        e.public_detail().as_deref(),
+        conn.reusable,
+        req.version,
+    );
+    record.bytes = page.len() as u64;
+    if conn.write_all(&page).is_err() {
+        conn.reusable = false;
+    }
+}
+
+fn access_log(shared: &Shared, conn: &Conn, req: &Request, record: &Record, started: Instant) {
+    if !shared.log.access_enabled() {
+        return;
+    }
+    let quoted = |name: &'static str| {
+        req.header(name)
+            .map(|v| String::from_utf8_lossy(v).replace('"', "\\\""))
+            .unwrap_or_else(|| "-".into())
+    };
+    shared.log.access(&format!(
+        "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\" {}us{}",
+        conn.ends.remote.ip(),
+        clf_time(SystemTime::now()),
+        req.method,
+        req.target.replace('"', "%22"),
+        req.version.as_str(),
+        record.status,
+        record.bytes,
+        quoted("referer"),
+        quoted("user-agent"),
+        started.elapsed().as_micros(),
+        record.extra,
+    ));
+}

@@ -1,0 +1,105 @@
+//! Every way a request can fail, and the one place that maps each to an HTTP status.
+
+use std::fmt;
+use std::io;
+
+use crate::cgi::spawn::SpawnError;
+use crate::gateway::response::ResponseError;
+use crate::http::body::BodyError;
+use crate::http::head::HeadError;
+use crate::route::RouteError;
+
+#[derive(Debug)]
+pub enum Error {
+    Head(HeadError),
+    Body(BodyError),
+    Route(RouteError),
+    MethodNotAllowed(String),
+    /// No free script slot (or worker) within the wait bound.
+    Overloaded(&'static str),
+    Spawn(SpawnError),
+    /// The script's output is not a valid CGI response.
+    BadOutput(ResponseError),
+    /// The script ran past `--timeout`.
+    Timeout,
+    /// The client went away or stopped reading.
+    ClientGone(String),
+    RedirectLoop,
+    Internal(io::Error),
+}
+
+impl Error {
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Head(e) => match e {
+                HeadError::TooLarge | HeadError::TooManyHeaders => 431,
+                HeadError::VersionNotSupported => 505,
+                HeadError::ExpectationFailed => 417,
+                HeadError::UnsupportedTransferCoding => 501,
+                HeadError::Malformed(_)
+                | HeadError::MissingHost
+                | HeadError::BadHost
+                | HeadError::AmbiguousFraming
+                | HeadError::BadContentLength => 400,
+            },
+            Error::Body(e) => match e {
+                BodyError::TooLarge => 413,
+                BodyError::TimedOut => 408,
+                BodyError::Malformed(_) | BodyError::Truncated => 400,
+                BodyError::Spool(_) => 500,
+            },
+            Error::Route(e) => match e {
+                RouteError::BadPath(_) => 400,
+                RouteError::NotFound => 404,
+                RouteError::Forbidden(_) => 403,
+            },
+            Error::MethodNotAllowed(_) => 405,
+            Error::Overloaded(_) => 503,
+            Error::Spawn(SpawnError::PermissionDenied(_)) => 403,
+            Error::Spawn(_) => 500,
+            Error::BadOutput(_) => 502,
+            Error::Timeout => 504,
+            Error::ClientGone(_) => 400,
+            Error::RedirectLoop => 500,
+            Error::Internal(_) => 500,
+        }
+    }
+
+    /// What the client may read about its own mistake; server-side causes stay in the log.
+    pub fn public_detail(&self) -> Option<String> {
+        (self.status() < 500).then(|| self.to_string())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Head(e) => e.fmt(f),
+            Error::Body(e) => e.fmt(f),
+            Error::Route(e) => e.fmt(f),
+            Error::MethodNotAllowed(m) => write!(f, "method {m} not allowed here"),
+            Error::Overloaded(what) => write!(f, "overloaded: {what}"),
+            Error::Spawn(e) => e.fmt(f),
+            Error::BadOutput(e) => write!(f, "bad script output: {e}"),
+            Error::Timeout => f.write_str("script timed out"),
+            Error::ClientGone(why) => write!(f, "client gone: {why}"),
+            Error::RedirectLoop => f.write_str("too many local redirects"),
+            Error::Internal(e) => write!(f, "internal error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+macro_rules! from {
+    ($($t:ty => $v:ident),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::$v(e)
+            }
+        }
+    )*};
+}
+
+from!(HeadError => Head, BodyError => Body, RouteError => Route, SpawnError => Spawn,
+      ResponseError => BadOutput);

@@ -1,0 +1,234 @@
+//! Response heads and framing: status line, our own headers, the framing choice
+//! (Content-Length, chunked or close-delimited) and short error pages.
+
+use std::time::SystemTime;
+
+use super::head::{Request, Version};
+
+pub fn reason(code: u16) -> &'static str {
+    match code {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => match code / 100 {
+            2 => "OK",
+            3 => "Redirect",
+            4 => "Client Error",
+            _ => "Server Error",
+        },
+    }
+}
+
+/// How the body of a response is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body may follow (HEAD, 204, 304).
+    Empty,
+    Length(u64),
+    Chunked,
+    /// The body ends when we close the connection (HTTP/1.0 without a length).
+    Close,
+}
+
+impl BodyFraming {
+    /// Picks the framing for a response to `req`.
+    pub fn choose(req: &Request, status: u16, length: Option<u64>) -> Self {
+        let bodyless = req.is_head() || status == 204 || status == 304 || status < 200;
+        match length {
+            _ if bodyless => BodyFraming::Empty,
+            Some(n) => BodyFraming::Length(n),
+            None if req.version == Version::Http11 => BodyFraming::Chunked,
+            None => BodyFraming::Close,
+        }
+    }
+
+    pub fn keeps_connection(self) -> bool {
+        self != BodyFraming::Close
+    }
+}
+
+/// Everything needed to write a status line and header block.
+pub struct Head<'a> {
+    pub status: u16,
+    pub reason: &'a str,
+    pub headers: &'a [(String, Vec<u8>)],
+    pub framing: BodyFraming,
+    /// Content-Length to announce for a bodiless answer (HEAD), when known.
+    pub announce_length: Option<u64>,
+    pub keep_alive: bool,
+    pub version: Version,
+}
+
+pub fn server_header() -> String {
+    format!("cgi-testbed/{}", env!("CARGO_PKG_VERSION"))
+}
+
+pub fn write_head(out: &mut Vec<u8>, head: &Head<'_>) {
+    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", head.status, head.reason).as_bytes());
+    let has = |name: &str| {
+        head.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    if !has("server") {
+        out.extend_from_slice(format!("Server: {}\r\n", server_header()).as_bytes());
+    }
+    if !has("date") {
+        let date = httpdate::fmt_http_date(SystemTime::now());
+        out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+    }
+    for (name, value) in head.headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    match (head.framing, head.announce_length) {
+        (BodyFraming::Length(n), _) | (BodyFraming::Empty, Some(n)) => {
+            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+        }
+        (BodyFraming::Chunked, _) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        _ => {}
+    }
+    if !head.keep_alive || head.framing == BodyFraming::Close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if head.version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A complete short text response for an error status.
+pub fn error_page(
+    status: u16,
+    detail: Option<&str>,
+    keep_alive: bool,
+    version: Version,
+) -> Vec<u8> {
+    let mut body = format!("{status} {}\n", reason(status));
+    if let Some(d) = detail {
+        body.push_str(d);
+        body.push('\n');
+    }
+    let mut headers = vec![(
+        "Content-Type".to_owned(),
+        b"text/plain; charset=utf-8".to_vec(),
+    )];
+    if status == 405 {
+        headers.push((
+            "Allow".to_owned(),
+            b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS".to_vec(),
+        ));
+    }
+    let mut out = Vec::with_capacity(256 + body.len());
+    write_head(
+        &mut out,
+        &Head {
+            status,
+            reason: reason(status),
+            headers: &headers,
+            framing: BodyFraming::Length(body.len() as u64),
+            announce_length: None,
+            keep_alive,
+            version,
+        },
+    );
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// `len` in hex and CRLF: the start of one chunk.
+pub fn chunk_header(len: usize) -> Vec<u8> {
+    format!("{len:x}\r\n").into_bytes()
+}
+
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head;
+
+    fn req(s: &str) -> Request {
+        head::parse(s.as_bytes(), 4096).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn framing_choice() {
+        let get11 = req("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let get10 = req("GET / HTTP/1.0\r\n\r\n");
+        let head11 = req("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            BodyFraming::choose(&get11, 200, Some(5)),
+            BodyFraming::Length(5)
+        );
+        assert_eq!(BodyFraming::choose(&get11, 200, None), BodyFraming::Chunked);
+        assert_eq!(BodyFraming::choose(&get10, 200, None), BodyFraming::Close);
+        assert_eq!(
+            BodyFraming::choose(&head11, 200, Some(5)),
+            BodyFraming::Empty
+        );
+        assert_eq!(BodyFraming::choose(&get11, 304, None), BodyFraming::Empty);
+    }
+
+    #[test]
+    fn head_text() {
+        let mut out = Vec::new();
+        let headers = vec![("Content-Type".to_owned(), b"text/plain".to_vec())];
+        write_head(
+            &mut out,
+            &Head {
+                status: 299,
+                reason: "Custom Reason",
+                headers: &headers,
+                framing: BodyFraming::Chunked,
+                announce_length: None,
+                keep_alive: true,
+                version: Version::Http11,
+            },
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 299 Custom Reason\r\nServer: cgi-testbed/"));
+        assert!(text.contains("\r\nContent-Type: text/plain\r\n"));
+        assert!(text.contains("\r\nTransfer-Encoding: chunked\r\n"));
+        assert!(!text.contains("Connection"));
+        assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn error_pages() {
+        let page = String::from_utf8(error_page(404, None, false, Version::Http11)).unwrap();
+        assert!(page.starts_with("HTTP/1.1 404 Not Found\r\n"));
+        assert!(page.contains("Content-Length: 14\r\n"));
+        assert!(page.contains("Connection: close\r\n"));
+        assert!(page.ends_with("\r\n\r\n404 Not Found\n"));
+    }
+}

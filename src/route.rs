@@ -1,0 +1,271 @@
+//! Which script a URL names, and path safety: decoding, dot-segment removal and the rule
+//! that only executable regular files inside the canonical script directory run.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// Decoded URL path that names the script, e.g. `/cgi-bin/sub/env`.
+    pub script_name: String,
+    /// Decoded rest of the path after the script, `""` or starting with `/`.
+    pub path_info: String,
+    /// The file, under the canonical script directory.
+    pub file: PathBuf,
+    /// `nph-` scripts write the whole HTTP response themselves.
+    pub nph: bool,
+    /// A program to run the file with (`--interpreter EXT=PROGRAM`), when it has one.
+    pub interpreter: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    BadPath(&'static str),
+    NotFound,
+    Forbidden(&'static str),
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteError::BadPath(why) => write!(f, "bad path: {why}"),
+            RouteError::NotFound => f.write_str("no such script"),
+            RouteError::Forbidden(why) => write!(f, "forbidden: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+/// Percent-decodes a URL path. `%2F` and `%00` are refused: a decoded slash would change
+/// which file a path names, and a NUL cannot be part of one.
+pub fn decode_path(raw: &str) -> Result<String, RouteError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or(RouteError::BadPath("invalid percent-encoding"))?;
+                match hex {
+                    0 => return Err(RouteError::NotFound),
+                    b'/' => return Err(RouteError::NotFound),
+                    b => out.push(b),
+                }
+                i += 3;
+            }
+            0 => return Err(RouteError::NotFound),
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| RouteError::BadPath("path is not UTF-8"))
+}
+
+/// Removes `.` and `..` segments and repeated slashes (RFC 3986 §5.2.4); a path that
+/// climbs above the root is refused. Keeps a trailing slash.
+pub fn normalize(decoded: &str) -> Result<String, RouteError> {
+    if !decoded.starts_with('/') {
+        return Err(RouteError::BadPath("path does not start with /"));
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in decoded.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments
+                    .pop()
+                    .ok_or(RouteError::BadPath("path climbs above the root"))?;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(decoded.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    let ends_dir = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
+    if out.is_empty() || (ends_dir && !segments.is_empty()) {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// Decodes and normalizes a raw request path in one step.
+pub fn clean_path(raw: &str) -> Result<String, RouteError> {
+    normalize(&decode_path(raw)?)
+}
+
+/// The part of `path` below `mount` (`/cgi-bin`), if `path` is under it.
+pub fn strip_mount<'a>(path: &'a str, mount: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(mount)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// Finds the script named by `rest` (the clean path below `mount`) inside `dir`, which
+/// must be canonical. The first path segment that is a file is the script; the
+/// segments after it are PATH_INFO.
+pub fn resolve(
+    dir: &Path,
+    mount: &str,
+    rest: &str,
+    interpreters: &[(String, PathBuf)],
+) -> Result<Script, RouteError> {
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let mut file = dir.to_path_buf();
+    for (i, seg) in segments.iter().enumerate() {
+        file.push(seg);
+        let meta = fs::metadata(&file).map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => RouteError::Forbidden("permission denied"),
+            _ => RouteError::NotFound,
+        })?;
+        if meta.is_dir() {
+            continue;
+        }
+        if !meta.is_file() {
+            return Err(RouteError::Forbidden("not a regular file"));
+        }
+        // Symlinks may point anywhere: only where they end up counts.
+        let real = fs::canonicalize(&file).map_err(|_| RouteError::NotFound)?;
+        if !real.starts_with(dir) {
+            return Err(RouteError::Forbidden(
+                "resolves outside the script directory",
+            ));
+        }
+        let interpreter = interpreter_for(seg, interpreters);
+        if interpreter.is_none() && meta.permissions().mode() & 0o111 == 0 {
+            return Err(RouteError::Forbidden("script is not executable"));
+        }
+        let script_name = format!("{mount}/{}", segments[..=i].join("/"));
+        let path_info = path_info_after(rest, i + 1);
+        return Ok(Script {
+            script_name,
+            path_info,
+            file,
+            nph: seg.starts_with("nph-"),
+            interpreter,
+        });
+    }
+    Err(RouteError::Forbidden("a directory is not a script"))
+}
+
+/// `rest` minus its first `n` segments, keeping the leading and any trailing slash.
+fn path_info_after(rest: &str, n: usize) -> String {
+    let mut seen = 0;
+    for (i, c) in rest.char_indices() {
+        if c == '/' {
+            if seen == n {
+                return rest[i..].to_owned();
+            }
+            seen += 1;
+        }
+    }
+    String::new()
+}
+
+fn interpreter_for(name: &str, interpreters: &[(String, PathBuf)]) -> Option<PathBuf> {
+    let ext = name.rsplit_once('.')?.1;
+    interpreters
+        .iter()
+        .find(|(e, _)| e == ext)
+        .map(|(_, p)| p.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn decoding() {
+        assert_eq!(decode_path("/a%20b/%7e").unwrap(), "/a b/~");
+        assert_eq!(decode_path("/a%2fb"), Err(RouteError::NotFound));
+        assert_eq!(decode_path("/a%00b"), Err(RouteError::NotFound));
+        assert!(matches!(decode_path("/a%zz"), Err(RouteError::BadPath(_))));
+        assert!(matches!(decode_path("/a%4"), Err(RouteError::BadPath(_))));
+        assert!(matches!(decode_path("/%ff"), Err(RouteError::BadPath(_))));
+    }
+
+    #[test]
+    fn normalizing() {
+        assert_eq!(normalize("/a/./b/../c").unwrap(), "/a/c");
+        assert_eq!(normalize("//a///b/").unwrap(), "/a/b/");
+        assert_eq!(normalize("/").unwrap(), "/");
+        assert_eq!(normalize("/a/..").unwrap(), "/");
+        assert!(normalize("/../etc/passwd").is_err());
+        assert_eq!(clean_path("/cgi-bin/%2e%2e/secret").unwrap(), "/secret");
+    }
+
+    #[test]
+    fn mounts() {
+        assert_eq!(strip_mount("/cgi-bin/env", "/cgi-bin"), Some("/env"));
+        assert_eq!(strip_mount("/cgi-bin", "/cgi-bin"), Some(""));
+        assert_eq!(strip_mount("/cgi-binx", "/cgi-bin"), None);
+    }
+
+    fn tree() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cgi-bin");
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        for (name, mode) in [
+            ("env", 0o755),
+            ("sub/x", 0o755),
+            ("plain", 0o644),
+            ("nph-a", 0o755),
+        ] {
+            fs::write(dir.join(name), "#!/bin/sh\n").unwrap();
+            fs::set_permissions(dir.join(name), fs::Permissions::from_mode(mode)).unwrap();
+        }
+        fs::write(tmp.path().join("outside"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(
+            tmp.path().join("outside"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        symlink(tmp.path().join("outside"), dir.join("link-out")).unwrap();
+        symlink(dir.join("env"), dir.join("link-in")).unwrap();
+        let dir = fs::canonicalize(dir).unwrap();
+        (tmp, dir)
+    }
+
+    #[test]
+    fn resolving() {
+        let (_tmp, dir) = tree();
+        let s = resolve(&dir, "/cgi-bin", "/env/a/b/", &[]).unwrap();
+        assert_eq!(s.script_name, "/cgi-bin/env");
+        assert_eq!(s.path_info, "/a/b/");
+        assert_eq!(s.file, dir.join("env"));
+        let s = resolve(&dir, "/cgi-bin", "/sub/x", &[]).unwrap();
+        assert_eq!(
+            (s.script_name.as_str(), s.path_info.as_str()),
+            ("/cgi-bin/sub/x", "")
+        );
+        assert!(resolve(&dir, "/cgi-bin", "/nph-a", &[]).unwrap().nph);
+        assert!(resolve(&dir, "/cgi-bin", "/link-in/p", &[]).is_ok());
+    }
+
+    #[test]
+    fn refusing() {
+        let (_tmp, dir) = tree();
+        let r = |p: &str| resolve(&dir, "/cgi-bin", p, &[]);
+        assert_eq!(r("/missing"), Err(RouteError::NotFound));
+        assert!(matches!(r("/plain"), Err(RouteError::Forbidden(_))));
+        assert!(matches!(r("/link-out"), Err(RouteError::Forbidden(_))));
+        assert!(matches!(r("/sub"), Err(RouteError::Forbidden(_))));
+        assert!(matches!(r(""), Err(RouteError::Forbidden(_))));
+        let py = [("sh".to_owned(), PathBuf::from("/bin/sh"))];
+        fs::write(dir.join("t.sh"), "echo").unwrap();
+        let s = resolve(&dir, "/cgi-bin", "/t.sh", &py).unwrap();
+        assert_eq!(s.interpreter, Some(PathBuf::from("/bin/sh")));
+    }
+}

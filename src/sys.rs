@@ -1,0 +1,132 @@
+//! Thin safe wrappers over the few Linux calls std does not offer: poll, non-blocking
+//! socket I/O without changing the descriptor's mode, pidfds, descriptor counts.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// One descriptor to wait on and what to wait for.
+#[derive(Debug, Clone, Copy)]
+pub struct Interest {
+    pub fd: RawFd,
+    pub events: i16,
+}
+
+pub const READ: i16 = libc::POLLIN;
+pub const WRITE: i16 = libc::POLLOUT;
+/// The peer shut down its sending side (Linux).
+pub const PEER_CLOSED: i16 = libc::POLLRDHUP;
+
+/// Waits until one of `set` is ready or `until` passes; returns `revents` per entry.
+pub fn poll(set: &[Interest], until: Option<Instant>, revents: &mut Vec<i16>) -> io::Result<()> {
+    let mut fds: Vec<libc::pollfd> = set
+        .iter()
+        .map(|i| libc::pollfd {
+            fd: i.fd,
+            events: i.events,
+            revents: 0,
+        })
+        .collect();
+    let timeout = match until {
+        None => -1,
+        Some(t) => {
+            let left = t.saturating_duration_since(Instant::now());
+            // Round up so we do not spin just before a deadline.
+            i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        }
+    };
+    // SAFETY: `fds` is a valid array of pollfd of the given length.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    revents.clear();
+    revents.extend(fds.iter().map(|p| p.revents));
+    Ok(())
+}
+
+/// Waits for one descriptor; true when it is ready (or in error) before `timeout`.
+pub fn wait_one(fd: RawFd, events: i16, timeout: Duration) -> io::Result<bool> {
+    let mut rev = Vec::with_capacity(1);
+    poll(
+        &[Interest { fd, events }],
+        Some(Instant::now() + timeout),
+        &mut rev,
+    )?;
+    Ok(rev.first().is_some_and(|&r| r != 0))
+}
+
+/// `recv` that never blocks, whatever the socket's mode.
+pub fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for writes of buf.len() bytes.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Non-blocking `recv` of up to `max` bytes appended to `buf`, without zeroing first.
+pub fn recv_append(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let len = spare.len().min(max);
+    // SAFETY: the kernel writes at most `len` bytes into the reserved, unused capacity.
+    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), len, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the first n bytes of the spare capacity were just initialized by recv.
+    unsafe { buf.set_len(buf.len() + n as usize) };
+    Ok(n as usize)
+}
+
+/// `send` that never blocks and never raises SIGPIPE.
+pub fn send_nonblocking(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: buf is valid for reads of buf.len() bytes.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we borrow; no memory is passed.
+    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A descriptor that becomes readable when process `pid` exits (Linux 5.3+).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor and nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Number of descriptors this process has open (for leak checks and status).
+pub fn open_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count().saturating_sub(1))
+}
+
+pub fn errno_is(e: &io::Error, code: i32) -> bool {
+    e.raw_os_error() == Some(code)
+}

@@ -1,0 +1,343 @@
+//! The HTTP/1.1 front over real sockets: keep-alive, pipelining, bodies, limits and
+//! the statuses for bad requests.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn server() -> TestServer {
+    TestServer::start(&[
+        ("hello", HELLO_SCRIPT),
+        ("echo", ECHO_SCRIPT),
+        ("env", ENV_SCRIPT),
+    ])
+}
+
+#[test]
+fn ureq_get_and_post() {
+    let s = server();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent.get(&s.url("/cgi-bin/hello")).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "hello\n");
+    let mut r = agent.post(&s.url("/cgi-bin/echo")).send("ping").unwrap();
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "ping");
+}
+
+#[test]
+fn keep_alive_is_the_http11_default() {
+    let s = server();
+    let mut c = s.client();
+    for _ in 0..3 {
+        c.send(b"GET /cgi-bin/hello HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = c.response();
+        assert_eq!((r.status, r.text().as_str()), (200, "hello\n"));
+        assert!(r.complete);
+    }
+}
+
+#[test]
+fn http10_keeps_alive_only_when_asked() {
+    let s = server();
+    let mut c = s.client();
+    c.send(b"GET /cgi-bin/hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let r = c.response();
+    // No length from the script and no chunked for 1.0: the body is delimited by
+    // closing, so keep-alive cannot be granted.
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(r.text(), "hello\n");
+
+    let mut c = s.client();
+    c.send(b"GET /cgi-bin/hello HTTP/1.0\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.text(), "hello\n");
+    assert!(c.closed_within(Duration::from_secs(2)));
+}
+
+#[test]
+fn http10_keep_alive_with_known_length_stays_open() {
+    let s = TestServer::start(&[(
+        "len",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\nContent-Length: 3\\r\\n\\r\\nabc'\n",
+    )]);
+    let mut c = s.client();
+    for _ in 0..2 {
+        c.send(b"GET /cgi-bin/len HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let r = c.response();
+        assert_eq!((r.status, r.text().as_str()), (200, "abc"));
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let s = server();
+    let mut c = s.client();
+    c.send(
+        b"GET /cgi-bin/env?n=1 HTTP/1.1\r\nHost: x\r\n\r\n\
+          POST /cgi-bin/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+          GET /cgi-bin/env?n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(c.response().var("QUERY_STRING").as_deref(), Some("n=1"));
+    assert_eq!(c.response().text(), "hello");
+    let third = c.response();
+    assert_eq!(third.var("QUERY_STRING").as_deref(), Some("n=3"));
+    assert_eq!(third.header("connection"), Some("close"));
+    assert!(c.closed_within(Duration::from_secs(2)));
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    let s = server();
+    let mut c = s.client();
+    c.send(b"GET /cgi-bin/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.closed_within(Duration::from_secs(2)));
+}
+
+#[test]
+fn chunked_upload_of_several_mib_gets_exact_content_length() {
+    let s = TestServer::start(&[(
+        "count",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\necho \"CONTENT_LENGTH=$CONTENT_LENGTH\"\necho \"READ=$(wc -c | tr -d ' ')\"\n",
+    )]);
+    let mut c = s.client();
+    c.send(b"POST /cgi-bin/count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let piece = vec![b'z'; 100_000];
+    let total = 60 * piece.len();
+    for _ in 0..60 {
+        c.send(format!("{:x};ext=1\r\n", piece.len()).as_bytes());
+        c.send(&piece);
+        c.send(b"\r\n");
+    }
+    c.send(b"0\r\nX-Trailer: yes\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.var("CONTENT_LENGTH"), Some(total.to_string()));
+    assert_eq!(r.var("READ"), Some(total.to_string()));
+}
+
+#[test]
+fn malformed_chunk_size_is_400() {
+    let s = server();
+    let r = s.exchange(b"POST /cgi-bin/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn expect_100_continue_only_when_the_script_starts() {
+    let s = server();
+    let mut c = s.client();
+    c.send(b"POST /cgi-bin/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    let mut interim = [0u8; 25];
+    c.stream.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.send(b"data");
+    assert_eq!(c.response().text(), "data");
+
+    // Refused before the script starts: the final status comes instead of 100.
+    let mut c = s.client();
+    c.send(b"POST /cgi-bin/missing HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n");
+    let mut head = [0u8; 12];
+    c.stream.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 404");
+}
+
+#[test]
+fn other_expectations_get_417() {
+    let s = server();
+    let r = s.exchange(
+        b"POST /cgi-bin/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: magic\r\n\r\nx",
+    );
+    assert_eq!(r.status, 417);
+}
+
+#[test]
+fn content_length_with_transfer_encoding_is_400() {
+    let s = server();
+    let r = s.exchange(b"POST /cgi-bin/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn oversized_header_block_is_431() {
+    let s = TestServer::with(&[("hello", HELLO_SCRIPT)], |c| c.max_header = 1024);
+    let big = format!(
+        "GET /cgi-bin/hello HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    assert_eq!(s.exchange(big.as_bytes()).status, 431);
+}
+
+#[test]
+fn more_than_100_header_lines_is_431() {
+    let s = server();
+    let mut req = String::from("GET /cgi-bin/hello HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..100 {
+        req += &format!("X-H{i}: v\r\n");
+    }
+    req += "\r\n";
+    assert_eq!(s.exchange(req.as_bytes()).status, 431);
+}
+
+#[test]
+fn body_over_the_limit_is_413_before_reading() {
+    let s = TestServer::with(&[("echo", ECHO_SCRIPT)], |c| c.max_body = 1000);
+    let mut c = s.client();
+    // Only the head is sent: the answer must not wait for the body.
+    c.send(b"POST /cgi-bin/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000000\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 413);
+    assert!(c.closed_within(Duration::from_secs(5)));
+}
+
+#[test]
+fn chunked_body_over_the_limit_is_413_as_it_arrives() {
+    let s = TestServer::with(&[("echo", ECHO_SCRIPT)], |c| c.max_body = 1000);
+    let mut c = s.client();
+    c.send(b"POST /cgi-bin/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    c.send(format!("{:x}\r\n{}\r\n", 1500, "q".repeat(1500)).as_bytes());
+    // No terminating chunk: the limit must trip on what arrived.
+    assert_eq!(c.response().status, 413);
+}
+
+#[test]
+fn bad_request_lines_are_400() {
+    let s = server();
+    for raw in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET\r\n\r\n",
+        b"G@T / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /cgi-bin/hello HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n",
+        b"GET relative HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        assert_eq!(
+            s.exchange(raw).status,
+            400,
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+}
+
+#[test]
+fn http11_without_host_is_400() {
+    let s = server();
+    assert_eq!(
+        s.exchange(b"GET /cgi-bin/hello HTTP/1.1\r\n\r\n").status,
+        400
+    );
+    assert_eq!(
+        s.exchange(b"GET /cgi-bin/hello HTTP/1.0\r\n\r\n").status,
+        200
+    );
+}
+
+#[test]
+fn unsupported_version_is_505() {
+    let s = server();
+    assert_eq!(
+        s.exchange(b"GET /cgi-bin/hello HTTP/2.0\r\nHost: x\r\n\r\n")
+            .status,
+        505
+    );
+    assert_eq!(
+        s.exchange(b"GET /cgi-bin/hello HTTP/1.7\r\nHost: x\r\n\r\n")
+            .status,
+        505
+    );
+}
+
+#[test]
+fn half_sent_head_gets_408_then_close() {
+    let s = TestServer::with(&[("hello", HELLO_SCRIPT)], |c| {
+        c.head_timeout = Duration::from_millis(500);
+    });
+    let mut c = s.client();
+    c.send(b"GET /cgi-bin/hello HTTP/1.1\r\nHost:");
+    let started = Instant::now();
+    let r = c.response();
+    assert_eq!(r.status, 408);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(c.closed_within(Duration::from_secs(2)));
+}
+
+#[test]
+fn slow_clients_do_not_hold_up_others() {
+    // One connection thread only: if slow heads held threads, nobody else would be served.
+    let s = TestServer::with(&[("hello", HELLO_SCRIPT)], |c| c.threads = 1);
+    let mut slow: Vec<Client> = (0..20).map(|_| s.client()).collect();
+    for c in &mut slow {
+        c.send(b"GET /cgi-bin/hello HTTP/1.1\r\n");
+    }
+    let idle: Vec<Client> = (0..20).map(|_| s.client()).collect();
+    for round in 0..3 {
+        let started = Instant::now();
+        let r = s.get("/cgi-bin/hello");
+        assert_eq!(r.status, 200, "round {round}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        for c in &mut slow {
+            c.send(b"X");
+        }
+    }
+    drop(idle);
+}
+
+#[test]
+fn obs_fold_header_is_unfolded() {
+    let s = server();
+    let r = s.exchange(
+        b"GET /cgi-bin/env HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n  b\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    let v = r.var("HTTP_X_FOLDED").unwrap();
+    assert_eq!(v.split_whitespace().collect::<Vec<_>>(), ["a", "b"]);
+}
+
+#[test]
+fn absolute_form_target_is_accepted() {
+    let s = server();
+    let r = s.exchange(b"GET http://example.org:81/cgi-bin/env?q=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.var("SERVER_NAME").as_deref(), Some("example.org"));
+    assert_eq!(r.var("QUERY_STRING").as_deref(), Some("q=1"));
+}
+
+#[test]
+fn leading_empty_lines_before_a_request_are_ignored() {
+    let s = server();
+    let r = s.exchange(b"\r\n\r\nGET /cgi-bin/hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn keep_alive_connection_survives_an_error() {
+    let s = server();
+    let mut c = s.client();
+    c.send(b"GET /cgi-bin/nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.response().status, 404);
+    c.send(b"GET /cgi-bin/hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+}
+
+#[test]
+fn pipelined_requests_split_at_every_byte_boundary() {
+    let s = server();
+    let two = b"GET /cgi-bin/hello HTTP/1.1\r\nHost: x\r\n\r\nGET /cgi-bin/hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    for split in (1..two.len()).step_by(7) {
+        let mut c = s.client();
+        c.stream.write_all(&two[..split]).unwrap();
+        c.stream.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        c.stream.write_all(&two[split..]).unwrap();
+        assert_eq!(c.response().text(), "hello\n", "split {split}");
+        assert_eq!(c.response().text(), "hello\n", "split {split}");
+    }
+}
