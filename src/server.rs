@@ -138,6 +138,7 @@ impl Server {
             None => cgi_dir.parent().unwrap_or(&cgi_dir).to_path_buf(),
         };
         let log = Arc::new(Logger::open(&config.error_log, config.access_log.as_ref())?);
+        crate::sys::cloexec_inherited();
         let listener = TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;
         let site = Site {

@@ -227,6 +227,14 @@ unsafe fn child_after_fork(
         if libc::setpgid(0, 0) < 0 || libc::chdir(cwd) < 0 {
             fail(report);
         }
+        // Nothing but 0, 1, 2 and the report pipe (closed by exec) may cross over.
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            (report as u32).saturating_sub(1),
+            0u32,
+        );
+        libc::syscall(libc::SYS_close_range, report as u32 + 1, u32::MAX, 0u32);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
