@@ -72,6 +72,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "posix-spawn")]
     pub spawn: SpawnMode,
 
+    /// On SIGINT/SIGTERM, how long in-flight requests may finish before scripts are killed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+
     /// Access log file, or - for stdout (Combined Log Format plus time taken).
     #[arg(long, value_name = "PATH|-")]
     pub access_log: Option<String>,
@@ -128,6 +132,7 @@ impl Args {
         config.pass_authorization = self.pass_authorization;
         config.spawn = self.spawn;
         config.access_log = self.access_log.as_deref().map(LogTarget::parse);
+        config.shutdown_grace = self.grace;
         Ok(config)
     }
 }

@@ -20,6 +20,8 @@ pub enum Error {
     Spawn(SpawnError),
     /// The script's output is not a valid CGI response.
     BadOutput(ResponseError),
+    /// The script died or broke its protocol while answering.
+    ScriptFailed(String),
     /// The script ran past `--timeout`.
     Timeout,
     /// The client went away or stopped reading.
@@ -57,7 +59,7 @@ impl Error {
             Error::Overloaded(_) => 503,
             Error::Spawn(SpawnError::PermissionDenied(_)) => 403,
             Error::Spawn(_) => 500,
-            Error::BadOutput(_) => 502,
+            Error::BadOutput(_) | Error::ScriptFailed(_) => 502,
             Error::Timeout => 504,
             Error::ClientGone(_) => 400,
             Error::RedirectLoop => 500,
@@ -81,6 +83,7 @@ impl fmt::Display for Error {
             Error::Overloaded(what) => write!(f, "overloaded: {what}"),
             Error::Spawn(e) => e.fmt(f),
             Error::BadOutput(e) => write!(f, "bad script output: {e}"),
+            Error::ScriptFailed(why) => write!(f, "script failed: {why}"),
             Error::Timeout => f.write_str("script timed out"),
             Error::ClientGone(why) => write!(f, "client gone: {why}"),
             Error::RedirectLoop => f.write_str("too many local redirects"),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::gateway::response::{self, Kind, ResponseError};
+use crate::http::body::BodyError;
 use crate::http::conn::Conn;
 use crate::http::head::Request;
 use crate::http::response::{self as http, BodyFraming, Head};
@@ -32,7 +33,8 @@ pub trait Backend {
     fn write_input(&mut self, data: &[u8]) -> io::Result<usize>;
     /// The body is complete.
     fn close_input(&mut self);
-    /// Reads script output; `Ok(0)` means the output is complete.
+    /// Reads script output; `Ok(0)` means the output is complete, an error other than
+    /// `WouldBlock` that it ended abnormally (crash, protocol error).
     fn read_output(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Side work on every turn (stderr, exit detection).
     fn housekeeping(&mut self);
@@ -180,12 +182,22 @@ impl Relay {
         }
         let mut buf = vec![0u8; READ_BUF];
         let mut ended = false;
-        let mut last_write = Instant::now();
+        // Last time the client took output or gave body bytes.
+        let mut last_io = Instant::now();
         let mut set = Vec::with_capacity(6);
         let mut revents = Vec::with_capacity(6);
         loop {
             backend.housekeeping();
+            if ended && !self.input_dead {
+                // The answer is complete: the rest of the body is read and dropped, so
+                // the connection can carry the next request.
+                self.input_dead = true;
+                backend.close_input();
+            }
             let mut progress = self.pump_input(conn, backend)?;
+            if progress {
+                last_io = Instant::now();
+            }
 
             let room = if self.out.spilling() {
                 self.body_left() > 0
@@ -204,7 +216,7 @@ impl Relay {
                         self.take_output(&buf[..n], req, s)?;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(Error::Internal(e)),
+                    Err(e) => return Err(Error::ScriptFailed(e.to_string())),
                 }
             }
 
@@ -213,12 +225,12 @@ impl Relay {
                     Ok(0) => {}
                     Ok(_) => {
                         progress = true;
-                        last_write = Instant::now();
+                        last_io = Instant::now();
                     }
                     Err(e) => return Err(Error::ClientGone(e.to_string())),
                 }
             }
-            if ended && self.out.is_empty() {
+            if ended && self.out.is_empty() && self.body_left() == 0 {
                 return Ok(());
             }
             if progress {
@@ -227,10 +239,14 @@ impl Relay {
 
             let now = Instant::now();
             if !ended && now >= s.deadline {
-                return Err(Error::Timeout);
+                // Still waiting for the client's body: the client was too slow, not us.
+                return Err(match self.body {
+                    BodyIn::Socket(n) if n > 0 => BodyError::TimedOut.into(),
+                    _ => Error::Timeout,
+                });
             }
-            if !self.out.is_empty() && now.duration_since(last_write) >= s.stall {
-                return Err(Error::ClientGone("stopped reading the response".into()));
+            if (ended || !self.out.is_empty()) && now.duration_since(last_io) >= s.stall {
+                return Err(Error::ClientGone("stalled".into()));
             }
             let waiting_on_script = !ended && self.out.is_empty() && self.body_left() == 0;
             set.clear();
@@ -250,13 +266,9 @@ impl Relay {
             });
             let want_input = !self.input_dead && self.input_ready(conn);
             backend.interests(want_input, !ended && room, &mut set);
-            let mut wake = if ended {
-                last_write + s.stall
-            } else {
-                s.deadline
-            };
+            let mut wake = if ended { last_io + s.stall } else { s.deadline };
             if !self.out.is_empty() {
-                wake = wake.min(last_write + s.stall);
+                wake = wake.min(last_io + s.stall);
             }
             if let Some(t) = backend.wake_at() {
                 wake = wake.min(t);

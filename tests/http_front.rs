@@ -341,3 +341,17 @@ fn pipelined_requests_split_at_every_byte_boundary() {
         assert_eq!(c.response().text(), "hello\n", "split {split}");
     }
 }
+
+#[test]
+fn body_that_stops_arriving_is_408() {
+    // Reads the whole body before answering, so the stall is all the client's.
+    let reader = "#!/bin/sh\ncat >/dev/null\nprintf 'Content-Type: text/plain\\r\\n\\r\\ndone'\n";
+    let s = TestServer::with(&[("reader", reader)], |c| {
+        c.timeout = Duration::from_secs(1)
+    });
+    let mut c = s.client();
+    c.send(b"POST /cgi-bin/reader HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b");
+    let r = c.response();
+    assert_eq!(r.status, 408);
+    assert!(c.closed_within(Duration::from_secs(3)));
+}

@@ -168,6 +168,16 @@ impl Backend for CgiScript {
         match out.read(buf) {
             Ok(0) => {
                 self.stdout = None;
+                // A script killed mid-answer must not have its output passed off as
+                // complete: the relay then withholds the final chunk and closes.
+                if let Some(sig) = self
+                    .child
+                    .wait_exit(EXIT_WAIT)
+                    .then(|| self.child.killed_by())
+                    .flatten()
+                {
+                    return Err(io::Error::other(format!("script killed by signal {sig}")));
+                }
                 Ok(0)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -95,15 +95,29 @@ impl Child {
 
     /// Has the leader exited? Does not reap, so the group id stays reserved.
     pub fn has_exited(&self) -> bool {
-        if self.exit.is_some() {
-            return true;
+        self.exit.is_some() || self.peek().is_some()
+    }
+
+    /// The signal that killed the leader, if it has exited that way (without reaping).
+    pub fn killed_by(&self) -> Option<i32> {
+        match self.exit {
+            Some(e) => e.signal,
+            None => self.peek().flatten(),
         }
+    }
+
+    /// `Some(signal or None)` once the leader has exited; does not reap.
+    fn peek(&self) -> Option<Option<i32>> {
         // SAFETY: waitid with WNOWAIT only reads the child's state into `info`.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
         let r = unsafe { libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, flags) };
-        // SAFETY: si_pid is valid to read for SIGCHLD-style siginfo filled by waitid.
-        r == 0 && unsafe { info.si_pid() } != 0
+        // SAFETY: for a waitid result, si_pid and si_status are the fields filled in.
+        if r != 0 || unsafe { info.si_pid() } == 0 {
+            return None;
+        }
+        let killed = matches!(info.si_code, libc::CLD_KILLED | libc::CLD_DUMPED);
+        Some(killed.then(|| unsafe { info.si_status() }))
     }
 
     pub fn signal_group(&self, sig: i32) {

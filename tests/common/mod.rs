@@ -76,7 +76,15 @@ impl TestServer {
     pub fn exchange(&self, raw: &[u8]) -> Response {
         let mut c = self.client();
         c.send(raw);
-        c.response()
+        let r = c.response();
+        assert!(
+            r.status != 0,
+            "no response to {:?}; log: {:#?} access: {:#?}",
+            String::from_utf8_lossy(&raw[..raw.len().min(200)]),
+            self.error_log(),
+            self.access_log()
+        );
+        r
     }
 
     pub fn error_log(&self) -> Vec<String> {

@@ -1,0 +1,212 @@
+//! The built binary: its command line, the `listening on` line, signals, and the
+//! bundled cgi-bin as a new user meets it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cgi-testbed");
+
+/// Starts the binary with `args` and returns it with the address it printed.
+fn start(args: &[&str], dir: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env("SECRET_TOKEN", "do-not-leak")
+        .env("PASSED_ON", "yes")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start binary");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("address");
+    (child, addr)
+}
+
+fn stop(child: &mut Child) -> std::process::ExitStatus {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().expect("wait")
+}
+
+fn get(addr: SocketAddr, path: &str) -> Response {
+    let mut c = Client::connect(addr);
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+    c.response()
+}
+
+#[test]
+fn version_and_help() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("cgi-testbed {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--cgi-dir",
+        "--threads",
+        "--timeout",
+        "--max-body",
+        "--max-header",
+        "--max-procs",
+        "--env",
+        "--pass-env",
+        "--interpreter",
+        "--pass-authorization",
+        "--spawn",
+        "--access-log",
+        "Examples:",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    let out = Command::new(BIN)
+        .args(["--timeout", "30"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn serves_the_bundled_cgi_bin_from_the_project_directory() {
+    let (mut child, addr) = start(
+        &["--listen", "127.0.0.1:0"],
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    );
+    let r = get(addr, "/cgi-bin/hello");
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!\n"));
+    let r = get(addr, "/cgi-bin/env");
+    assert_eq!(
+        r.var("SERVER_SOFTWARE"),
+        Some(format!("cgi-testbed/{}", env!("CARGO_PKG_VERSION")))
+    );
+    assert_eq!(r.var("SECRET_TOKEN"), None, "server environment leaked");
+    let r = get(addr, "/cgi-bin/status");
+    assert_eq!((r.status, r.reason.as_str()), (299, "Custom Reason"));
+    let r = get(addr, "/cgi-bin/redirect");
+    assert_eq!((r.status, r.text().as_str()), (200, "Hello, world!\n"));
+    let r = get(addr, "/cgi-bin/redirect?to=client");
+    assert_eq!(r.status, 302);
+    let r = get(addr, "/cgi-bin/form.py");
+    assert!(r.text().contains("<form method=\"post\""));
+    let r = get(addr, "/cgi-bin/hello-rs?x=1");
+    assert!(r.text().starts_with("Hello from Rust"), "{}", r.text());
+    let mut c = Client::connect(addr);
+    c.send(b"GET /cgi-bin/nph-hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.response();
+    assert!(r.text().contains("NPH"));
+    assert!(stop(&mut child).success());
+}
+
+#[test]
+fn env_and_pass_env_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    write_script(&dir.path().join("cgi-bin/env"), ENV_SCRIPT);
+    let (mut child, addr) = start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--env",
+            "MODE=demo",
+            "--pass-env",
+            "PASSED_ON",
+            "--pass-env",
+            "NOT_SET_ANYWHERE",
+        ],
+        dir.path(),
+    );
+    let r = get(addr, "/cgi-bin/env");
+    assert_eq!(r.var("MODE").as_deref(), Some("demo"));
+    assert_eq!(r.var("PASSED_ON").as_deref(), Some("yes"));
+    assert_eq!(r.var("NOT_SET_ANYWHERE"), None);
+    assert_eq!(r.var("SECRET_TOKEN"), None);
+    stop(&mut child);
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_no_script_left_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    write_script(
+        &dir.path().join("cgi-bin/hang"),
+        &format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 300\n",
+            pidfile.display()
+        ),
+    );
+    let (mut child, addr) = start(&["--listen", "127.0.0.1:0", "--grace", "500ms"], dir.path());
+    let mut c = Client::connect(addr);
+    c.send(b"GET /cgi-bin/hang HTTP/1.1\r\nHost: x\r\n\r\n");
+    let script = read_pid(&pidfile);
+    assert!(process_exists(script));
+    let status = stop(&mut child);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        eventually(Duration::from_secs(2), || !process_exists(script)),
+        "script outlived the server"
+    );
+}
+
+#[test]
+fn fork_spawn_flag_and_access_log_to_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    write_script(&dir.path().join("cgi-bin/hello"), HELLO_SCRIPT);
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--spawn",
+            "fork",
+            "--access-log",
+            "-",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .trim_start_matches("listening on http://")
+        .parse()
+        .unwrap();
+    assert_eq!(get(addr, "/cgi-bin/hello").text(), "hello\n");
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("\"GET /cgi-bin/hello HTTP/1.1\" 200 6"),
+        "{line}"
+    );
+    stop(&mut child);
+}
+
+#[test]
+fn missing_cgi_dir_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--cgi-dir", "nowhere"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
+}
