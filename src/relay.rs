@@ -141,7 +141,8 @@ pub fn run(
     if r.body_left() == 0 {
         conn.body_unread = false;
     }
-    if outcome.is_abort() || matches!(r.phase, Phase::Raw) {
+    let close_delimited = matches!(r.phase, Phase::Raw | Phase::Body(BodyFraming::Close, _));
+    if outcome.is_abort() || close_delimited {
         conn.reusable = false;
     }
     outcome

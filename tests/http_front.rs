@@ -46,8 +46,13 @@ fn keep_alive_is_the_http11_default() {
 fn http10_keeps_alive_only_when_asked() {
     let s = server();
     let mut c = s.client();
+    let started = Instant::now();
     c.send(b"GET /cgi-bin/hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     let r = c.response();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "close-delimited body never closed"
+    );
     // No length from the script and no chunked for 1.0: the body is delimited by
     // closing, so keep-alive cannot be granted.
     assert_eq!(r.header("connection"), Some("close"));
