@@ -9,6 +9,7 @@ use clap::Parser;
 
 use crate::cgi::spawn::SpawnMode;
 use crate::config::Config;
+use crate::fastcgi::external::Address;
 use crate::logger::LogTarget;
 
 const EXAMPLES: &str = "\
@@ -18,8 +19,12 @@ Examples:
   cgi-testbed --cgi-dir ~/site/cgi-bin --timeout 5s --max-procs 16
   cgi-testbed --interpreter py=/usr/bin/python3 --env APP_MODE=dev --pass-env TZ
   cgi-testbed --spawn fork --access-log -        fork+exec, access log on stdout
+  cgi-testbed --workers-max 4 --worker-max-requests 1000
+                                                /fcgi-bin/NAME: NAME as a FastCGI worker pool
+  cgi-testbed --fastcgi app=unix:/run/php/php-fpm.sock --fastcgi app=127.0.0.1:9000
 
-  curl -i http://127.0.0.1:8080/cgi-bin/hello";
+  curl -i http://127.0.0.1:8080/cgi-bin/hello      one process per request
+  curl -i http://127.0.0.1:8080/fcgi-bin/hello-rs  the same program as a persistent worker";
 
 #[derive(Debug, Parser)]
 #[command(name = "cgi-testbed", version, about = "A classic CGI server and test-bed", after_help = EXAMPLES)]
@@ -72,6 +77,31 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "posix-spawn")]
     pub spawn: SpawnMode,
 
+    /// Serve /fcgi-bin/NAME with an external FastCGI server: unix:/path.sock or
+    /// HOST:PORT (repeat NAME for several backends, used in turn).
+    #[arg(long = "fastcgi", value_name = "NAME=ADDR", value_parser = parse_fastcgi)]
+    pub fastcgi: Vec<(String, Address)>,
+
+    /// FastCGI workers kept per script even when idle.
+    #[arg(long, default_value_t = 0)]
+    pub workers_min: usize,
+
+    /// Most FastCGI workers per script [default: number of cores].
+    #[arg(long)]
+    pub workers_max: Option<usize>,
+
+    /// Idle workers above --workers-min exit after this long.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub worker_idle: Duration,
+
+    /// Replace a worker after it has served this many requests (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub worker_max_requests: u64,
+
+    /// How long a request waits for a free worker before 503.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub worker_wait: Duration,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may finish before scripts are killed.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
@@ -96,6 +126,14 @@ fn valid_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!("{name:?} is not a valid variable name"))
     }
+}
+
+fn parse_fastcgi(s: &str) -> Result<(String, Address), String> {
+    let (name, addr) = s.split_once('=').ok_or("expected NAME=ADDR")?;
+    if name.is_empty() || name.contains('/') {
+        return Err(format!("{name:?} is not a script name"));
+    }
+    Ok((name.to_owned(), Address::parse(addr)?))
 }
 
 fn parse_interpreter(s: &str) -> Result<(String, PathBuf), String> {
@@ -133,6 +171,15 @@ impl Args {
         config.spawn = self.spawn;
         config.access_log = self.access_log.as_deref().map(LogTarget::parse);
         config.shutdown_grace = self.grace;
+        config.fastcgi = self.fastcgi;
+        config.workers.min = self.workers_min;
+        if let Some(max) = self.workers_max {
+            config.workers.max = max.max(1);
+        }
+        config.workers.max = config.workers.max.max(config.workers.min);
+        config.workers.idle = self.worker_idle;
+        config.workers.max_requests = self.worker_max_requests;
+        config.workers.wait = self.worker_wait;
         Ok(config)
     }
 }

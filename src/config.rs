@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cgi::spawn::SpawnMode;
+use crate::fastcgi::external::Address;
+use crate::fastcgi::pool::PoolSettings;
 use crate::logger::LogTarget;
 
 #[derive(Debug, Clone)]
@@ -40,6 +42,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// A chunked request body above this size is spooled to a temp file.
     pub spool_memory: usize,
+    /// Worker pools behind `/fcgi-bin/`.
+    pub workers: PoolSettings,
+    /// `--fastcgi NAME=ADDR`: external FastCGI servers by script name.
+    pub fastcgi: Vec<(String, Address)>,
 }
 
 impl Config {
@@ -65,6 +71,14 @@ impl Config {
             access_log: None,
             shutdown_grace: Duration::from_secs(10),
             spool_memory: 1 << 20,
+            workers: PoolSettings {
+                min: 0,
+                max: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                idle: Duration::from_secs(60),
+                max_requests: 0,
+                wait: Duration::from_secs(10),
+            },
+            fastcgi: Vec::new(),
         }
     }
 }

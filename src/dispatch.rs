@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::cgi;
 use crate::error::Error;
+use crate::fastcgi;
 use crate::http::body::Prepared;
 use crate::http::body::{BodyError, ChunkedDecoder, Spool, Spooled};
 use crate::http::conn::Conn;
@@ -12,11 +13,21 @@ use crate::http::head::{Framing, HeadError, Request};
 use crate::http::response::{self, error_page};
 use crate::logger::clf_time;
 use crate::relay::{self, Outcome};
-use crate::route::{self, RouteError};
+use crate::route::{self, RouteError, Script};
 use crate::server::Shared;
 
 /// Local redirects followed for one request before giving up (Apache uses 10).
 const MAX_REDIRECTS: usize = 10;
+
+/// One request on its way to a script, as the models see it.
+pub struct Call<'a> {
+    pub shared: &'a Shared,
+    pub conn: &'a mut Conn,
+    pub req: &'a Request,
+    pub script: &'a Script,
+    /// Prefix for this request's log lines.
+    pub tag: &'a str,
+}
 
 /// What the access log records about a request besides its line.
 #[derive(Default)]
@@ -102,7 +113,71 @@ fn answer(
     if let Some(rest) = route::strip_mount(&clean, "/cgi-bin") {
         return answer_cgi(shared, conn, req, rest, tag, record);
     }
+    if let Some(rest) = route::strip_mount(&clean, "/fcgi-bin") {
+        return answer_fastcgi(shared, conn, req, rest, tag, record);
+    }
     Err(RouteError::NotFound.into())
+}
+
+/// The relay settings for one request (a fresh set per attempt).
+fn relay_settings(shared: &Shared, req: &Request, keep_alive: bool, raw: bool) -> relay::Settings {
+    let config = &shared.config;
+    relay::Settings {
+        deadline: Instant::now() + config.timeout,
+        stall: config.timeout,
+        max_header: config.max_header,
+        raw,
+        send_continue: req.expect_continue,
+        keep_alive,
+        extra_headers: Box::new(Vec::new),
+    }
+}
+
+fn answer_fastcgi(
+    shared: &Shared,
+    conn: &mut Conn,
+    req: &Request,
+    rest: &str,
+    tag: &str,
+    record: &mut Record,
+) -> Result<Option<String>, Error> {
+    let config = &shared.config;
+    let name = rest.split('/').find(|s| !s.is_empty()).unwrap_or("");
+    let external = shared.external.get(name);
+    let script = match external {
+        Some(_) => route::named(&shared.cgi_dir, "/fcgi-bin", rest),
+        None => route::resolve(&shared.cgi_dir, "/fcgi-bin", rest, &config.interpreters)?,
+    };
+    check_method(req)?;
+    check_length(req, config.max_body)?;
+    let body = prepare_body(shared, conn, req)?;
+    let keep_alive = conn.reusable;
+    let served = match external {
+        Some(backend) => {
+            let settings = relay_settings(shared, req, keep_alive, false);
+            let call = Call {
+                shared,
+                conn,
+                req,
+                script: &script,
+                tag,
+            };
+            fastcgi::run_external(call, backend, body, settings)?
+        }
+        None => {
+            let settings = || relay_settings(shared, req, keep_alive, false);
+            let call = Call {
+                shared,
+                conn,
+                req,
+                script: &script,
+                tag,
+            };
+            fastcgi::run_pooled(call, body, &settings)?
+        }
+    };
+    record.extra = format!(" worker={}", served.pid);
+    finish(shared, served.outcome, tag, record)
 }
 
 fn answer_cgi(
@@ -122,16 +197,15 @@ fn answer_cgi(
         .acquire(config.proc_wait)
         .ok_or(Error::Overloaded("all script slots busy"))?;
     let body = prepare_body(shared, conn, req)?;
-    let settings = relay::Settings {
-        deadline: Instant::now() + config.timeout,
-        stall: config.timeout,
-        max_header: config.max_header,
-        raw: script.nph,
-        send_continue: req.expect_continue,
-        keep_alive: conn.reusable,
-        extra_headers: Box::new(Vec::new),
+    let settings = relay_settings(shared, req, conn.reusable, script.nph);
+    let call = Call {
+        shared,
+        conn,
+        req,
+        script: &script,
+        tag,
     };
-    let ran = cgi::run(shared, conn, req, &script, body, settings, tag.to_owned())?;
+    let ran = cgi::run(call, body, settings)?;
     record.extra = match &ran.exit {
         Some(e) => format!(
             " pid={} cpu={}us maxrss={}KiB",

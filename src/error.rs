@@ -22,6 +22,12 @@ pub enum Error {
     BadOutput(ResponseError),
     /// The script died or broke its protocol while answering.
     ScriptFailed(String),
+    /// No external FastCGI backend accepted a connection.
+    BackendDown(String),
+    /// A FastCGI worker went away without answering.
+    WorkerLost(String),
+    /// A worker program keeps failing; it is not restarted for a while.
+    WorkerFailing(String),
     /// The script ran past `--timeout`.
     Timeout,
     /// The client went away or stopped reading.
@@ -59,7 +65,11 @@ impl Error {
             Error::Overloaded(_) => 503,
             Error::Spawn(SpawnError::PermissionDenied(_)) => 403,
             Error::Spawn(_) => 500,
-            Error::BadOutput(_) | Error::ScriptFailed(_) => 502,
+            Error::BadOutput(_)
+            | Error::ScriptFailed(_)
+            | Error::WorkerLost(_)
+            | Error::WorkerFailing(_)
+            | Error::BackendDown(_) => 502,
             Error::Timeout => 504,
             Error::ClientGone(_) => 400,
             Error::RedirectLoop => 500,
@@ -67,9 +77,12 @@ impl Error {
         }
     }
 
-    /// What the client may read about its own mistake; server-side causes stay in the log.
+    /// What the client may read: its own mistakes, and why a worker program cannot
+    /// serve (so whoever dropped it into cgi-bin/ learns why). Other server-side
+    /// causes stay in the log.
     pub fn public_detail(&self) -> Option<String> {
-        (self.status() < 500).then(|| self.to_string())
+        let worker = matches!(self, Error::WorkerLost(_) | Error::WorkerFailing(_));
+        (self.status() < 500 || worker).then(|| self.to_string())
     }
 }
 
@@ -84,6 +97,9 @@ impl fmt::Display for Error {
             Error::Spawn(e) => e.fmt(f),
             Error::BadOutput(e) => write!(f, "bad script output: {e}"),
             Error::ScriptFailed(why) => write!(f, "script failed: {why}"),
+            Error::WorkerLost(why) => write!(f, "worker lost: {why}"),
+            Error::WorkerFailing(why) => f.write_str(why),
+            Error::BackendDown(why) => write!(f, "FastCGI backend down: {why}"),
             Error::Timeout => f.write_str("script timed out"),
             Error::ClientGone(why) => write!(f, "client gone: {why}"),
             Error::RedirectLoop => f.write_str("too many local redirects"),

@@ -6,7 +6,7 @@
 //! script that writes before it reads.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
@@ -33,13 +33,22 @@ pub trait Backend {
     fn write_input(&mut self, data: &[u8]) -> io::Result<usize>;
     /// The body is complete.
     fn close_input(&mut self);
-    /// Reads script output; `Ok(0)` means the output is complete, an error other than
-    /// `WouldBlock` that it ended abnormally (crash, protocol error).
-    fn read_output(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Reads script output into `buf`. An error means the output ended abnormally
+    /// (crash, protocol error) and says how the client should hear of it.
+    fn read_output(&mut self, buf: &mut [u8]) -> Result<Output, Error>;
     /// Side work on every turn (stderr, exit detection).
     fn housekeeping(&mut self);
     /// A time at which the backend wants to be asked again, if any.
     fn wake_at(&self) -> Option<Instant>;
+}
+
+/// What one read of script output gave.
+pub enum Output {
+    Data(usize),
+    /// The output is complete.
+    End,
+    /// Nothing yet.
+    Pending,
 }
 
 /// Where the request body comes from.
@@ -49,6 +58,19 @@ pub enum BodyIn {
     Socket(u64),
     /// A body already spooled in memory.
     Memory(Vec<u8>),
+    /// A body spooled to a file: the file, bytes left in it, the chunk read from it.
+    File(File, u64, Vec<u8>),
+}
+
+impl BodyIn {
+    fn left(&self) -> u64 {
+        match self {
+            BodyIn::None => 0,
+            BodyIn::Socket(n) => *n,
+            BodyIn::Memory(v) => v.len() as u64,
+            BodyIn::File(_, n, chunk) => n + chunk.len() as u64,
+        }
+    }
 }
 
 pub struct Settings {
@@ -103,7 +125,7 @@ enum Phase {
 pub fn run(
     conn: &mut Conn,
     req: &Request,
-    body: BodyIn,
+    body: &mut BodyIn,
     backend: &mut dyn Backend,
     mut settings: Settings,
 ) -> Outcome {
@@ -148,7 +170,7 @@ pub fn run(
     outcome
 }
 
-struct Relay {
+struct Relay<'b> {
     out: OutQueue,
     phase: Phase,
     status: u16,
@@ -156,19 +178,15 @@ struct Relay {
     /// A response head has been queued: errors can no longer become error pages.
     committed: bool,
     redirect: Option<String>,
-    body: BodyIn,
+    body: &'b mut BodyIn,
     input_closed: bool,
     /// The script stopped reading; the rest of the body is read and dropped.
     input_dead: bool,
 }
 
-impl Relay {
+impl Relay<'_> {
     fn body_left(&self) -> u64 {
-        match &self.body {
-            BodyIn::None => 0,
-            BodyIn::Socket(n) => *n,
-            BodyIn::Memory(v) => v.len() as u64,
-        }
+        self.body.left()
     }
 
     fn pump(
@@ -178,7 +196,7 @@ impl Relay {
         backend: &mut dyn Backend,
         s: &mut Settings,
     ) -> Result<(), Error> {
-        if s.send_continue && matches!(self.body, BodyIn::Socket(_)) && conn.pending().is_empty() {
+        if s.send_continue && matches!(*self.body, BodyIn::Socket(_)) && conn.pending().is_empty() {
             self.out.push(http::CONTINUE, false)?;
         }
         let mut buf = vec![0u8; READ_BUF];
@@ -206,18 +224,17 @@ impl Relay {
                 self.out.mem_len() < OUT_HIGH
             };
             if !ended && room {
-                match backend.read_output(&mut buf) {
-                    Ok(0) => {
+                match backend.read_output(&mut buf)? {
+                    Output::End => {
                         ended = true;
                         progress = true;
                         self.finish_output()?;
                     }
-                    Ok(n) => {
+                    Output::Data(n) => {
                         progress = true;
                         self.take_output(&buf[..n], req, s)?;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(Error::ScriptFailed(e.to_string())),
+                    Output::Pending => {}
                 }
             }
 
@@ -241,7 +258,7 @@ impl Relay {
             let now = Instant::now();
             if !ended && now >= s.deadline {
                 // Still waiting for the client's body: the client was too slow, not us.
-                return Err(match self.body {
+                return Err(match *self.body {
                     BodyIn::Socket(n) if n > 0 => BodyError::TimedOut.into(),
                     _ => Error::Timeout,
                 });
@@ -252,7 +269,7 @@ impl Relay {
             let waiting_on_script = !ended && self.out.is_empty() && self.body_left() == 0;
             set.clear();
             let mut client = 0;
-            if matches!(self.body, BodyIn::Socket(n) if n > 0) && conn.pending().is_empty() {
+            if matches!(*self.body, BodyIn::Socket(n) if n > 0) && conn.pending().is_empty() {
                 client |= sys::READ;
             }
             if !self.out.is_empty() {
@@ -284,9 +301,9 @@ impl Relay {
 
     /// Is there body data in hand to give the script?
     fn input_ready(&self, conn: &Conn) -> bool {
-        match &self.body {
+        match &*self.body {
             BodyIn::Socket(n) => *n > 0 && !conn.pending().is_empty(),
-            BodyIn::Memory(v) => !v.is_empty(),
+            BodyIn::Memory(v) | BodyIn::File(_, _, v) => !v.is_empty(),
             BodyIn::None => false,
         }
     }
@@ -294,7 +311,17 @@ impl Relay {
     /// Moves body bytes from the client (or spool) to the script; true on progress.
     fn pump_input(&mut self, conn: &mut Conn, backend: &mut dyn Backend) -> Result<bool, Error> {
         let mut progress = false;
-        if matches!(self.body, BodyIn::Socket(left) if left > 0) && conn.pending().is_empty() {
+        if let BodyIn::File(file, left, chunk) = &mut *self.body
+            && chunk.is_empty()
+            && *left > 0
+        {
+            let n = (*left).min(READ_BUF as u64) as usize;
+            chunk.resize(n, 0);
+            file.read_exact(chunk)
+                .map_err(|e| BodyError::Spool(e.to_string()))?;
+            *left -= n as u64;
+        }
+        if matches!(*self.body, BodyIn::Socket(left) if left > 0) && conn.pending().is_empty() {
             match conn.fill() {
                 Ok(0) => return Err(Error::ClientGone("closed before the body ended".into())),
                 Ok(_) => progress = true,
@@ -302,12 +329,12 @@ impl Relay {
                 Err(e) => return Err(Error::ClientGone(e.to_string())),
             }
         }
-        let chunk: &[u8] = match &self.body {
+        let chunk: &[u8] = match &*self.body {
             BodyIn::Socket(left) => {
                 let p = conn.pending();
                 &p[..p.len().min(usize::try_from(*left).unwrap_or(usize::MAX))]
             }
-            BodyIn::Memory(v) => v,
+            BodyIn::Memory(v) | BodyIn::File(_, _, v) => v,
             BodyIn::None => &[],
         };
         if !chunk.is_empty() {
@@ -328,12 +355,12 @@ impl Relay {
             };
             if taken > 0 {
                 progress = true;
-                match &mut self.body {
+                match &mut *self.body {
                     BodyIn::Socket(left) => {
                         conn.consume(taken);
                         *left -= taken as u64;
                     }
-                    BodyIn::Memory(v) => {
+                    BodyIn::Memory(v) | BodyIn::File(_, _, v) => {
                         v.drain(..taken);
                     }
                     BodyIn::None => {}

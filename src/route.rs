@@ -159,6 +159,19 @@ pub fn resolve(
     Err(RouteError::Forbidden("a directory is not a script"))
 }
 
+/// The script an external FastCGI server answers for: `NAME` is the first segment of
+/// `rest`, its file is `dir/NAME` (which that server opens; it need not exist here).
+pub fn named(dir: &Path, mount: &str, rest: &str) -> Script {
+    let name = rest.split('/').find(|s| !s.is_empty()).unwrap_or("");
+    Script {
+        script_name: format!("{mount}/{name}"),
+        path_info: path_info_after(rest, 1),
+        file: dir.join(name),
+        nph: false,
+        interpreter: None,
+    }
+}
+
 /// `rest` minus its first `n` segments, keeping the leading and any trailing slash.
 fn path_info_after(rest: &str, n: usize) -> String {
     let mut seen = 0;

@@ -13,6 +13,8 @@ const MAX_LOGGED: usize = 1 << 20;
 
 pub struct ScriptLog {
     tag: String,
+    /// Which of the script's streams this is (`stderr`, or `stdout` for a worker).
+    stream: &'static str,
     log: Arc<Logger>,
     partial: Vec<u8>,
     logged: usize,
@@ -21,8 +23,13 @@ pub struct ScriptLog {
 
 impl ScriptLog {
     pub fn new(tag: String, log: Arc<Logger>) -> ScriptLog {
+        Self::for_stream(tag, log, "stderr")
+    }
+
+    pub fn for_stream(tag: String, log: Arc<Logger>, stream: &'static str) -> ScriptLog {
         ScriptLog {
             tag,
+            stream,
             log,
             partial: Vec::new(),
             logged: 0,
@@ -69,7 +76,8 @@ impl ScriptLog {
     fn emit(&mut self) {
         let line = String::from_utf8_lossy(&self.partial);
         let line = line.trim_end_matches('\r');
-        self.log.log(&format!("{} stderr: {line}", self.tag));
+        self.log
+            .log(&format!("{} {}: {line}", self.tag, self.stream));
         self.logged += self.partial.len() + 1;
         self.partial.clear();
     }
@@ -81,8 +89,8 @@ impl ScriptLog {
         }
         if self.dropped > 0 {
             self.log.log(&format!(
-                "{} stderr: {} more bytes not logged (limit {MAX_LOGGED} bytes per request)",
-                self.tag, self.dropped
+                "{} {}: {} more bytes not logged (limit {MAX_LOGGED} bytes per request)",
+                self.tag, self.stream, self.dropped
             ));
             self.dropped = 0;
         }

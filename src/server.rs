@@ -23,7 +23,9 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use crate::cgi::process::Registry;
 use crate::config::Config;
 use crate::dispatch;
-use crate::gateway::env::Site;
+use crate::fastcgi::external::{Address, External};
+use crate::fastcgi::pool::Pools;
+use crate::gateway::env::{DEFAULT_PATH, MetaVars, Site};
 use crate::http::conn::Conn;
 use crate::http::head::{self, Version};
 use crate::http::response::{self, error_page};
@@ -48,6 +50,8 @@ pub struct Shared {
     pub log: Arc<Logger>,
     pub slots: Slots,
     pub children: Arc<Registry>,
+    pub pools: Arc<Pools>,
+    pub external: HashMap<String, External>,
     stopping: AtomicBool,
     next_id: AtomicU64,
     live: Arc<AtomicUsize>,
@@ -147,13 +151,30 @@ impl Server {
             extra: config.env.clone(),
             pass_authorization: config.pass_authorization,
         };
+        let children = Arc::new(Registry::default());
+        let pools = Pools::new(
+            config.workers.clone(),
+            worker_env(&config.env),
+            log.clone(),
+            children.clone(),
+        )?;
+        let mut external: HashMap<String, Vec<Address>> = HashMap::new();
+        for (name, addr) in &config.fastcgi {
+            external.entry(name.clone()).or_default().push(addr.clone());
+        }
+        let external = external
+            .into_iter()
+            .map(|(name, addrs)| (name.clone(), External::new(name, addrs)))
+            .collect();
         let shared = Arc::new(Shared {
             slots: Slots::new(config.max_procs.max(1)),
+            pools,
+            external,
             config,
             cgi_dir,
             site,
             log,
-            children: Arc::new(Registry::default()),
+            children,
             stopping: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             live: Arc::new(AtomicUsize::new(0)),
@@ -225,6 +246,19 @@ impl Server {
     }
 }
 
+/// A worker's process environment: what a script gets minus the per-request
+/// variables (those come in PARAMS), and php-cgi kept from forking its own children.
+fn worker_env(extra: &[(String, Vec<u8>)]) -> MetaVars {
+    let mut env: MetaVars = vec![("PATH".into(), DEFAULT_PATH.as_bytes().to_vec())];
+    for (k, v) in extra {
+        env.retain(|(n, _)| n != k);
+        env.push((k.clone(), v.clone()));
+    }
+    env.retain(|(n, _)| n != "PHP_FCGI_CHILDREN");
+    env.push(("PHP_FCGI_CHILDREN".into(), b"0".to_vec()));
+    env
+}
+
 /// Waits for connection threads to finish their requests, up to the grace period,
 /// then kills whatever scripts remain so the threads can return.
 fn finish_workers(shared: &Shared, workers: Vec<JoinHandle<()>>) {
@@ -232,6 +266,7 @@ fn finish_workers(shared: &Shared, workers: Vec<JoinHandle<()>>) {
     while Instant::now() < until && !workers.iter().all(|w| w.is_finished()) {
         std::thread::sleep(Duration::from_millis(10));
     }
+    shared.pools.shutdown();
     if shared.children.count() > 0 {
         shared.log.log(&format!(
             "shutdown: killing {} scripts still running",

@@ -12,15 +12,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::dispatch::Call;
 use crate::error::Error;
 use crate::gateway::env;
 use crate::http::body::Prepared;
-use crate::http::conn::Conn;
-use crate::http::head::Request;
-use crate::relay::{self, Backend, BodyIn, Outcome};
-use crate::route::Script;
+use crate::relay::{self, Backend, BodyIn, Outcome, Output};
 use crate::script_log::ScriptLog;
-use crate::server::Shared;
 use crate::sys::{self, Interest};
 use process::{Child, ExitInfo};
 use spawn::{Command, Input};
@@ -43,16 +40,15 @@ pub struct Ran {
 }
 
 /// Runs `script` for `req`. The caller has checked the method and body size.
-pub fn run(
-    shared: &Shared,
-    conn: &mut Conn,
-    req: &Request,
-    script: &Script,
-    body: Prepared,
-    settings: relay::Settings,
-    log_tag: String,
-) -> Result<Ran, Error> {
-    let (input, body_in, length) = match body {
+pub fn run(call: Call<'_>, body: Prepared, settings: relay::Settings) -> Result<Ran, Error> {
+    let Call {
+        shared,
+        conn,
+        req,
+        script,
+        tag,
+    } = call;
+    let (input, mut body_in, length) = match body {
         Prepared::None => (Input::Null, BodyIn::None, None),
         Prepared::Socket(0) => (Input::Null, BodyIn::None, Some(0)),
         Prepared::Socket(n) => (Input::Pipe, BodyIn::Socket(n), Some(n)),
@@ -97,11 +93,11 @@ pub fn run(
         stdout: Some(nonblocking(spawned.stdout).map_err(Error::Internal)?),
         stderr: Some(nonblocking(spawned.stderr).map_err(Error::Internal)?),
         child,
-        log: ScriptLog::new(format!("{log_tag} pid {pid}"), shared.log.clone()),
+        log: ScriptLog::new(format!("{tag} pid {pid}"), shared.log.clone()),
         exited_at: None,
     };
     let deadline = settings.deadline;
-    let outcome = relay::run(conn, req, body_in, &mut backend, settings);
+    let outcome = relay::run(conn, req, &mut body_in, &mut backend, settings);
     let exit = backend.finish(outcome.is_abort(), deadline);
     Ok(Ran {
         outcome,
@@ -161,9 +157,9 @@ impl Backend for CgiScript {
         self.stdin = None;
     }
 
-    fn read_output(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    fn read_output(&mut self, buf: &mut [u8]) -> Result<Output, Error> {
         let Some(out) = &mut self.stdout else {
-            return Ok(0);
+            return Ok(Output::End);
         };
         match out.read(buf) {
             Ok(0) => {
@@ -176,19 +172,21 @@ impl Backend for CgiScript {
                     .then(|| self.child.killed_by())
                     .flatten()
                 {
-                    return Err(io::Error::other(format!("script killed by signal {sig}")));
+                    return Err(Error::ScriptFailed(format!("killed by signal {sig}")));
                 }
-                Ok(0)
+                Ok(Output::End)
             }
+            Ok(n) => Ok(Output::Data(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // The script is gone but something it started still holds stdout open.
                 if self.exited_at.is_some_and(|t| t.elapsed() >= EXIT_GRACE) {
                     self.stdout = None;
-                    return Ok(0);
+                    return Ok(Output::End);
                 }
-                Err(e)
+                Ok(Output::Pending)
             }
-            other => other,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Output::Pending),
+            Err(e) => Err(Error::ScriptFailed(format!("reading stdout: {e}"))),
         }
     }
 

@@ -1,0 +1,482 @@
+//! The persistent-worker model over real FastCGI: worker reuse and recycling, faults,
+//! external backends, and the same programs under /cgi-bin/ and /fcgi-bin/.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cgi_testbed::fastcgi::external::Address;
+use common::*;
+
+const APP: &str = include_str!("fixtures/fcgi_app.py");
+
+fn app_server(tune: impl FnOnce(&mut cgi_testbed::Config)) -> TestServer {
+    TestServer::with(
+        &[("app", APP), ("env", ENV_SCRIPT), ("hello", HELLO_SCRIPT)],
+        tune,
+    )
+}
+
+fn pid_of(r: &Response) -> u32 {
+    r.var("pid")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {:?}", r.text()))
+}
+
+fn served_of(r: &Response) -> u32 {
+    r.var("served")
+        .and_then(|p| p.parse().ok())
+        .expect("served")
+}
+
+#[test]
+fn worker_is_reused_across_requests_and_connections() {
+    let s = app_server(|c| c.workers.max = 1);
+    let first = s.get("/fcgi-bin/app");
+    assert_eq!(first.status, 200);
+    let mut c = s.client();
+    for n in 2..=4 {
+        c.send(b"GET /fcgi-bin/app HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = c.response();
+        assert_eq!(pid_of(&r), pid_of(&first), "same process");
+        assert_eq!(served_of(&r), n);
+    }
+}
+
+#[test]
+fn params_are_the_cgi_meta_variables_plus_script_filename() {
+    let s = app_server(|c| c.env = vec![("APP_MODE".into(), b"pooled".to_vec())]);
+    let fcgi = s.exchange(b"POST /fcgi-bin/app/a%20b?x=1 HTTP/1.1\r\nHost: h:81\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nX-Thing: t\r\nConnection: close\r\n\r\nabc");
+    let cgi = s.exchange(b"POST /cgi-bin/env/a%20b?x=1 HTTP/1.1\r\nHost: h:81\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nX-Thing: t\r\nConnection: close\r\n\r\nabc");
+    for name in [
+        "GATEWAY_INTERFACE",
+        "SERVER_SOFTWARE",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "REQUEST_METHOD",
+        "QUERY_STRING",
+        "PATH_INFO",
+        "CONTENT_LENGTH",
+        "CONTENT_TYPE",
+        "HTTP_X_THING",
+        "REMOTE_ADDR",
+        "DOCUMENT_ROOT",
+        "REDIRECT_STATUS",
+        "APP_MODE",
+    ] {
+        assert_eq!(fcgi.var(name), cgi.var(name), "{name}");
+        assert!(fcgi.var(name).is_some(), "{name} missing");
+    }
+    assert_eq!(fcgi.var("SCRIPT_NAME").as_deref(), Some("/fcgi-bin/app"));
+    let dir = std::fs::canonicalize(s.cgi_dir()).unwrap();
+    assert_eq!(
+        fcgi.var("SCRIPT_FILENAME"),
+        Some(dir.join("app").display().to_string())
+    );
+    // The worker's own environment: clean, --env, and php-cgi kept from forking.
+    assert_eq!(fcgi.var("ENV_PHP_FCGI_CHILDREN").as_deref(), Some("0"));
+    assert_eq!(fcgi.var("ENV_APP_MODE").as_deref(), Some("pooled"));
+}
+
+#[test]
+fn max_requests_recycles_workers() {
+    let s = app_server(|c| {
+        c.workers.max_requests = 2;
+        c.workers.max = 1;
+    });
+    let pids: Vec<u32> = (0..4).map(|_| pid_of(&s.get("/fcgi-bin/app"))).collect();
+    assert_eq!(pids[0], pids[1]);
+    assert_ne!(pids[1], pids[2], "recycled after 2 requests");
+    assert_eq!(pids[2], pids[3], "{:#?}", s.error_log());
+    assert!(eventually(Duration::from_secs(5), || !process_exists(
+        pids[0]
+    )));
+}
+
+#[test]
+fn idle_workers_retire() {
+    let s = app_server(|c| c.workers.idle = Duration::from_millis(300));
+    let first = pid_of(&s.get("/fcgi-bin/app"));
+    assert!(
+        eventually(Duration::from_secs(5), || !process_exists(first)),
+        "idle worker kept"
+    );
+    let second = pid_of(&s.get("/fcgi-bin/app"));
+    assert_ne!(first, second);
+}
+
+#[test]
+fn min_workers_stay_warm() {
+    let s = app_server(|c| {
+        c.workers.min = 1;
+        c.workers.idle = Duration::from_millis(200);
+    });
+    let first = pid_of(&s.get("/fcgi-bin/app"));
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(process_exists(first), "the minimum was retired");
+    assert_eq!(pid_of(&s.get("/fcgi-bin/app")), first);
+}
+
+#[test]
+fn worker_killed_mid_request_is_502_and_the_next_request_is_served() {
+    let s = app_server(|_| {});
+    let before = pid_of(&s.get("/fcgi-bin/app"));
+    let mut c = s.client();
+    c.send(b"GET /fcgi-bin/app?crash HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.response();
+    // Headers were already on their way: the client must be able to tell.
+    assert!(
+        r.status == 502 || !r.complete,
+        "{} complete={}",
+        r.status,
+        r.complete
+    );
+    let after = s.get("/fcgi-bin/app");
+    assert_eq!(after.status, 200);
+    assert_ne!(pid_of(&after), before);
+}
+
+#[test]
+fn worker_dying_before_answering_is_502_never_replayed() {
+    let s = app_server(|_| {});
+    s.get("/fcgi-bin/app");
+    let r = s.get("/fcgi-bin/app?die");
+    assert_eq!(r.status, 502);
+    assert_eq!(s.get("/fcgi-bin/app").status, 200);
+}
+
+#[test]
+fn hung_worker_is_504_and_replaced() {
+    let s = app_server(|c| c.timeout = Duration::from_secs(1));
+    let before = pid_of(&s.get("/fcgi-bin/app"));
+    let started = Instant::now();
+    assert_eq!(s.get("/fcgi-bin/app?hang").status, 504);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        eventually(Duration::from_secs(5), || !process_exists(before)),
+        "hung worker left running"
+    );
+    assert_eq!(s.get("/fcgi-bin/app").status, 200);
+}
+
+#[test]
+fn a_cgi_script_under_fcgi_bin_is_a_clear_502_without_a_respawn_storm() {
+    let s = app_server(|_| {});
+    let r = s.get("/fcgi-bin/hello");
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("CGI script"), "{}", r.text());
+    for _ in 0..10 {
+        let r = s.get("/fcgi-bin/hello");
+        assert_eq!(r.status, 502);
+        assert!(r.text().contains("not restarting"), "{}", r.text());
+    }
+    let pools = s.running.as_ref().unwrap().shared().pools.status();
+    let hello = pools.iter().find(|p| p.name == "/fcgi-bin/hello").unwrap();
+    assert_eq!(hello.spawned, 1, "respawned during the back-off");
+    // The same file still runs fine as CGI.
+    assert_eq!(s.get("/cgi-bin/hello").status, 200);
+}
+
+#[test]
+fn pool_exhaustion_is_503_after_the_wait_bound() {
+    let s = app_server(|c| {
+        c.workers.max = 1;
+        c.workers.wait = Duration::from_millis(300);
+    });
+    let addr = s.addr();
+    let busy = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        c.send(b"GET /fcgi-bin/app?wait=2 HTTP/1.1\r\nHost: x\r\n\r\n");
+        c.response().text()
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let started = Instant::now();
+    assert_eq!(s.get("/fcgi-bin/app").status, 503);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert_eq!(busy.join().unwrap(), "waited\n");
+}
+
+#[test]
+fn client_disconnect_aborts_the_request_and_the_worker_carries_on() {
+    let s = app_server(|c| c.workers.max = 1);
+    let before = pid_of(&s.get("/fcgi-bin/app"));
+    let mut c = s.client();
+    c.send(b"GET /fcgi-bin/app?wait=30 HTTP/1.1\r\nHost: x\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(c);
+    std::thread::sleep(Duration::from_millis(300));
+    let after = s.get("/fcgi-bin/app");
+    assert_eq!(
+        pid_of(&after),
+        before,
+        "the worker answered ABORT_REQUEST and was kept"
+    );
+}
+
+#[test]
+fn stderr_records_go_to_the_log() {
+    let s = app_server(|_| {});
+    assert_eq!(s.get("/fcgi-bin/app?stderr").status, 200);
+    assert!(eventually(Duration::from_secs(2), || s
+        .log_lines_with("a line for the log")
+        .len()
+        == 1));
+}
+
+#[test]
+fn large_upload_and_download_keep_memory_bounded() {
+    let s = app_server(|_| {});
+    s.get("/fcgi-bin/app");
+    let rss = || -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let before = rss();
+    let mut c = s.client();
+    c.send(
+        format!(
+            "POST /fcgi-bin/app?echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            40 << 20
+        )
+        .as_bytes(),
+    );
+    let mut w = c.stream.try_clone().unwrap();
+    // Sent in pieces so the test itself never holds the body.
+    let writer = std::thread::spawn(move || {
+        let piece = [b'u'; 1 << 16];
+        for _ in 0..640 {
+            w.write_all(&piece).unwrap();
+        }
+    });
+    // Read the echo straight off the socket, counting, so the test keeps no copy.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut head_seen = false;
+    let mut acc = Vec::new();
+    while got < (40 << 20) {
+        let n = c.stream.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "connection closed after {got} bytes: {:#?}",
+            s.error_log()
+        );
+        if head_seen {
+            got += n;
+        } else {
+            acc.extend_from_slice(&buf[..n]);
+            if let Some(i) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
+                head_seen = true;
+                got += acc.len() - i - 4;
+            }
+        }
+    }
+    writer.join().unwrap();
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 48 * 1024, "RSS grew {grown} KiB for a 40 MiB echo");
+    let r = s.get("/fcgi-bin/app?big=30");
+    assert_eq!(r.body.len(), 30 << 20);
+}
+
+/// Starts the fixture app as an external FastCGI server on a unix socket.
+fn external_app(dir: &Path, name: &str) -> (std::process::Child, std::path::PathBuf) {
+    let app = dir.join("external_app.py");
+    write_script(&app, APP);
+    let sock = dir.join(format!("{name}.sock"));
+    let listener = UnixListener::bind(&sock).unwrap();
+    let child = Command::new(&app)
+        .stdin(Stdio::from(OwnedFd::from(listener)))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, sock)
+}
+
+#[test]
+fn external_backends_in_turn_and_down_ones_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut a, sock_a) = external_app(tmp.path(), "a");
+    let (mut b, sock_b) = external_app(tmp.path(), "b");
+    let down = tmp.path().join("down.sock");
+    let s = app_server(|c| {
+        c.fastcgi = vec![
+            ("php".into(), Address::Unix(sock_a.clone())),
+            ("php".into(), Address::Unix(down.clone())),
+            ("php".into(), Address::Unix(sock_b.clone())),
+        ];
+    });
+    let mut pids = std::collections::HashSet::new();
+    for _ in 0..6 {
+        let r = s.get("/fcgi-bin/php/extra?q=1");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.var("SCRIPT_NAME").as_deref(), Some("/fcgi-bin/php"));
+        assert_eq!(r.var("PATH_INFO").as_deref(), Some("/extra"));
+        let dir = std::fs::canonicalize(s.cgi_dir()).unwrap();
+        assert_eq!(
+            r.var("SCRIPT_FILENAME"),
+            Some(dir.join("php").display().to_string())
+        );
+        pids.insert(pid_of(&r));
+    }
+    assert_eq!(pids.len(), 2, "both live backends used");
+    assert_eq!(
+        s.log_lines_with("down.sock").len(),
+        1,
+        "down backend logged once and skipped"
+    );
+    a.kill().unwrap();
+    b.kill().unwrap();
+    let _ = (a.wait(), b.wait());
+}
+
+#[test]
+fn external_backend_down_is_502_with_a_log_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = app_server(|c| {
+        c.fastcgi = vec![("gone".into(), Address::Unix(tmp.path().join("none.sock")))]
+    });
+    assert_eq!(s.get("/fcgi-bin/gone").status, 502);
+    assert!(!s.log_lines_with("backend unix:").is_empty());
+}
+
+#[test]
+fn shutdown_leaves_no_worker_behind() {
+    let mut s = app_server(|c| c.shutdown_grace = Duration::from_millis(500));
+    let pid = pid_of(&s.get("/fcgi-bin/app"));
+    let addr = s.addr();
+    let hanging = std::thread::spawn(move || {
+        let mut c = Client::connect(addr);
+        c.send(b"GET /fcgi-bin/app?hang HTTP/1.1\r\nHost: x\r\n\r\n");
+        c.response().status
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    s.stop();
+    let _ = hanging.join();
+    assert!(
+        eventually(Duration::from_secs(5), || !process_exists(pid)),
+        "worker survived the server"
+    );
+}
+
+/// Same program, both models: the bodies agree apart from pid, count and mode.
+fn both_models_agree(s: &TestServer, name: &str) {
+    let strip = |r: &Response| -> String {
+        r.text()
+            .lines()
+            .filter(|l| {
+                !l.starts_with("pid:") && !l.starts_with("requests:") && !l.starts_with("mode:")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let cgi = s.get(&format!("/cgi-bin/{name}?a=1"));
+    let fcgi = s.get(&format!("/fcgi-bin/{name}?a=1"));
+    assert_eq!(
+        (cgi.status, fcgi.status),
+        (200, 200),
+        "{name}: {} / {}",
+        cgi.text(),
+        fcgi.text()
+    );
+    assert_eq!(strip(&cgi), strip(&fcgi), "{name}");
+    assert_eq!(
+        cgi.header("content-type"),
+        fcgi.header("content-type"),
+        "{name}"
+    );
+    assert_eq!(cgi.var("mode: cgi"), None);
+    assert!(
+        cgi.text().contains("mode: cgi") && fcgi.text().contains("mode: fastcgi"),
+        "{name}"
+    );
+    let again = s.get(&format!("/fcgi-bin/{name}?a=1"));
+    let line = |r: &Response, key: &str| {
+        r.text()
+            .lines()
+            .find(|l| l.starts_with(key))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        line(&again, "pid:"),
+        line(&fcgi, "pid:"),
+        "{name}: worker reused"
+    );
+    assert_eq!(
+        line(&again, "requests:").as_deref(),
+        Some("requests: 2"),
+        "{name}"
+    );
+}
+
+/// One worker per pool, so "the same process answered" cannot depend on timing.
+fn one_worker(scripts: &[(&str, &str)]) -> TestServer {
+    TestServer::with(scripts, |c| c.workers.max = 1)
+}
+
+fn bundled(name: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("cgi-bin")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn hello_rs_runs_under_both_models() {
+    let s = one_worker(&[]);
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("cgi-bin/hello-rs");
+    std::fs::copy(&bin, s.cgi_dir().join("hello-rs")).unwrap();
+    both_models_agree(&s, "hello-rs");
+}
+
+fn peer_missing(what: &str, probe: &mut Command) -> bool {
+    let ok = probe
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("SKIPPED: {what} is not installed (.ci/run installs it)");
+    }
+    !ok
+}
+
+#[test]
+fn php_runs_under_both_models() {
+    if peer_missing("php-cgi", Command::new("php-cgi").arg("-v")) {
+        return;
+    }
+    let s = one_worker(&[("hello.php", &bundled("hello.php"))]);
+    both_models_agree(&s, "hello.php");
+}
+
+#[test]
+fn perl_fcgi_runs_under_both_models() {
+    if peer_missing(
+        "Perl FCGI (libfcgi-perl)",
+        Command::new("perl").args(["-MFCGI", "-e1"]),
+    ) {
+        return;
+    }
+    let s = one_worker(&[("hello.fcgi.pl", &bundled("hello.fcgi.pl"))]);
+    both_models_agree(&s, "hello.fcgi.pl");
+}
+
+#[test]
+fn wsgi_app_runs_under_both_models() {
+    if peer_missing(
+        "flup for /usr/bin/python3",
+        Command::new("/usr/bin/python3").args(["-c", "import flup"]),
+    ) {
+        return;
+    }
+    let s = one_worker(&[("wsgi_app.py", &bundled("wsgi_app.py"))]);
+    both_models_agree(&s, "wsgi_app.py");
+}
