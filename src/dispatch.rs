@@ -47,17 +47,20 @@ pub fn serve(shared: &Shared, conn: &mut Conn, req: Request) {
         conn.reusable = false;
     }
     let mut record = Record::default();
-    let mut current = req.clone();
+    let mut redirect: Option<Request> = None;
     for hop in 0..=MAX_REDIRECTS {
+        let current = redirect.as_ref().unwrap_or(&req);
         let tag = format!("[req {id}] {} {}", current.method, current.target);
-        match answer(shared, conn, &current, &tag, &mut record) {
+        match answer(shared, conn, current, &tag, &mut record) {
             Ok(None) => break,
-            Ok(Some(location)) if hop < MAX_REDIRECTS => current = redirected(&current, location),
+            Ok(Some(location)) if hop < MAX_REDIRECTS => {
+                redirect = Some(redirected(current, location));
+            }
             Ok(Some(_)) => {
                 fail(
                     shared,
                     conn,
-                    &current,
+                    current,
                     Error::RedirectLoop,
                     &tag,
                     &mut record,
@@ -65,7 +68,7 @@ pub fn serve(shared: &Shared, conn: &mut Conn, req: Request) {
                 break;
             }
             Err(e) => {
-                fail(shared, conn, &current, e, &tag, &mut record);
+                fail(shared, conn, current, e, &tag, &mut record);
                 break;
             }
         }

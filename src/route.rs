@@ -123,12 +123,21 @@ pub fn resolve(
 ) -> Result<Script, RouteError> {
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let mut file = dir.to_path_buf();
+    // Walked with lstat: as long as no component is a symlink the path cannot leave
+    // `dir` (it is canonical and `..` is gone), so the costly canonicalize is needed
+    // only once a symlink is met.
+    let mut via_symlink = false;
     for (i, seg) in segments.iter().enumerate() {
         file.push(seg);
-        let meta = fs::metadata(&file).map_err(|e| match e.kind() {
+        let not_there = |e: io::Error| match e.kind() {
             io::ErrorKind::PermissionDenied => RouteError::Forbidden("permission denied"),
             _ => RouteError::NotFound,
-        })?;
+        };
+        let mut meta = fs::symlink_metadata(&file).map_err(not_there)?;
+        if meta.file_type().is_symlink() {
+            via_symlink = true;
+            meta = fs::metadata(&file).map_err(not_there)?;
+        }
         if meta.is_dir() {
             continue;
         }
@@ -136,11 +145,13 @@ pub fn resolve(
             return Err(RouteError::Forbidden("not a regular file"));
         }
         // Symlinks may point anywhere: only where they end up counts.
-        let real = fs::canonicalize(&file).map_err(|_| RouteError::NotFound)?;
-        if !real.starts_with(dir) {
-            return Err(RouteError::Forbidden(
-                "resolves outside the script directory",
-            ));
+        if via_symlink {
+            let real = fs::canonicalize(&file).map_err(|_| RouteError::NotFound)?;
+            if !real.starts_with(dir) {
+                return Err(RouteError::Forbidden(
+                    "resolves outside the script directory",
+                ));
+            }
         }
         let interpreter = interpreter_for(seg, interpreters);
         if interpreter.is_none() && meta.permissions().mode() & 0o111 == 0 {

@@ -115,17 +115,20 @@ pub struct Exchange<'a> {
     request_written: bool,
     eof: bool,
     broken: bool,
+    stdin_closed: bool,
     /// What the worker answered to FCGI_GET_VALUES, when it did.
     pub values: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl<'a> Exchange<'a> {
-    /// Queues BEGIN_REQUEST and PARAMS (and, when `ask_values`, a GET_VALUES first).
+    /// Queues BEGIN_REQUEST and PARAMS (and, when `ask_values`, a GET_VALUES first;
+    /// when there is no body, the empty STDIN too, so it all goes in one write).
     pub fn new(
         stream: &'a mut Stream,
         params: &MetaVars,
         keep_conn: bool,
         ask_values: bool,
+        has_body: bool,
         log: ScriptLog,
     ) -> Result<Exchange<'a>, Error> {
         let mut out = Vec::with_capacity(4096);
@@ -144,6 +147,9 @@ impl<'a> Exchange<'a> {
             params.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
         )
         .map_err(protocol)?;
+        if !has_body {
+            record::stream(&mut out, RecordType::Stdin, ID, &[]);
+        }
         Ok(Exchange {
             stream,
             out,
@@ -157,6 +163,7 @@ impl<'a> Exchange<'a> {
             request_written: false,
             eof: false,
             broken: false,
+            stdin_closed: !has_body,
             values: None,
         })
     }
@@ -310,6 +317,9 @@ impl Backend for Exchange<'_> {
     }
 
     fn close_input(&mut self) {
+        if std::mem::replace(&mut self.stdin_closed, true) {
+            return;
+        }
         record::stream(&mut self.out, RecordType::Stdin, ID, &[]);
         if self.flush().is_err() {
             self.eof = true;

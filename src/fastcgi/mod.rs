@@ -79,7 +79,8 @@ pub fn run_pooled(
         let mut worker = pool.acquire()?;
         let cold = worker.served == 0;
         let log = ScriptLog::new(format!("{tag} {}", worker.tag), shared.log.clone());
-        let mut ex = Exchange::new(&mut worker.stream, &params, true, cold, log)?;
+        let has_body = !matches!(body, BodyIn::None);
+        let mut ex = Exchange::new(&mut worker.stream, &params, true, cold, has_body, log)?;
         let outcome = relay::run(conn, req, &mut body, &mut ex, settings());
         let ending = if client_left(&outcome) {
             ex.abort(ABORT_WAIT)
@@ -150,7 +151,8 @@ pub fn run_external(
         format!("{tag} [fcgi {}]", backend.name()),
         shared.log.clone(),
     );
-    let mut ex = Exchange::new(&mut stream, &params, false, false, log)?;
+    let has_body = !matches!(body, BodyIn::None);
+    let mut ex = Exchange::new(&mut stream, &params, false, false, has_body, log)?;
     let outcome = relay::run(conn, req, &mut body, &mut ex, settings);
     if client_left(&outcome) {
         ex.abort(ABORT_WAIT);

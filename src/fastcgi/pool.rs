@@ -199,6 +199,8 @@ struct State {
     failures: u32,
     retry_at: Option<Instant>,
     last_failure: Option<String>,
+    /// Requests blocked in `acquire`; nobody to wake means no wake-up call.
+    waiting: usize,
 }
 
 /// How a request ended for the worker that served it.
@@ -227,14 +229,10 @@ impl Pool {
             if self.common.stopping.load(Ordering::Relaxed) {
                 return Err(Error::Overloaded("server shutting down"));
             }
-            while let Some(mut w) = st.idle.pop() {
-                if w.usable() {
-                    return Ok(w);
-                }
-                // The worker closed its kept connection while idle (php-cgi does after
-                // PHP_FCGI_MAX_REQUESTS): retire it, the request never saw it.
-                st.total -= 1;
-                w.retire();
+            // No liveness probe here: a kept connection the worker closed fails on
+            // our first write, and the request then goes to another worker.
+            if let Some(w) = st.idle.pop() {
+                return Ok(w);
             }
             let now = Instant::now();
             let throttled = st.retry_at.is_some_and(|t| now < t);
@@ -269,16 +267,19 @@ impl Pool {
             if now >= until {
                 return Err(Error::Overloaded("no FastCGI worker free in time"));
             }
+            st.waiting += 1;
             st = self
                 .freed
                 .wait_timeout(st, wake - now)
                 .map_or_else(|p| p.into_inner().0, |(g, _)| g);
+            st.waiting -= 1;
         }
     }
 
     /// Gives a worker back after a request.
     pub fn release(&self, mut w: Worker, verdict: Verdict, why: Option<&str>) {
         let mut st = lock(&self.state);
+        let wake = st.waiting > 0;
         w.last_used = Instant::now();
         match verdict {
             Verdict::Healthy => {
@@ -305,7 +306,9 @@ impl Pool {
                 w.retire();
             }
         }
-        self.freed.notify_one();
+        if wake {
+            self.freed.notify_one();
+        }
     }
 
     fn record_failure(&self, st: &mut State, why: &str) {

@@ -30,6 +30,8 @@ pub struct Conn {
     pub head_started: Option<Instant>,
     /// Requests answered on this connection so far.
     pub served: u64,
+    /// A buffer the relay reuses from request to request.
+    pub scratch: Vec<u8>,
     live: Option<Arc<AtomicUsize>>,
 }
 
@@ -64,6 +66,7 @@ impl Conn {
             body_unread: false,
             head_started: None,
             served: 0,
+            scratch: Vec::new(),
             live,
         })
     }
