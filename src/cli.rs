@@ -102,6 +102,10 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub worker_wait: Duration,
 
+    /// Do not send the Server-Timing header (queue, spawn, ttfb, total).
+    #[arg(long)]
+    pub no_server_timing: bool,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may finish before scripts are killed.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
@@ -172,6 +176,7 @@ impl Args {
         config.access_log = self.access_log.as_deref().map(LogTarget::parse);
         config.shutdown_grace = self.grace;
         config.fastcgi = self.fastcgi;
+        config.server_timing = !self.no_server_timing;
         config.workers.min = self.workers_min;
         if let Some(max) = self.workers_max {
             config.workers.max = max.max(1);

@@ -44,6 +44,8 @@ pub struct Config {
     pub spool_memory: usize,
     /// Worker pools behind `/fcgi-bin/`.
     pub workers: PoolSettings,
+    /// Send a Server-Timing header with each script's answer.
+    pub server_timing: bool,
     /// `--fastcgi NAME=ADDR`: external FastCGI servers by script name.
     pub fastcgi: Vec<(String, Address)>,
 }
@@ -79,6 +81,7 @@ impl Config {
                 wait: Duration::from_secs(10),
             },
             fastcgi: Vec::new(),
+            server_timing: true,
         }
     }
 }

@@ -30,8 +30,9 @@ pub struct Call<'a> {
 }
 
 /// What the access log records about a request besides its line.
-#[derive(Default)]
 struct Record {
+    /// When the request head had been read.
+    started: Instant,
     status: u16,
     bytes: u64,
     /// Per-model details: pid, CPU and memory of the script.
@@ -46,7 +47,12 @@ pub fn serve(shared: &Shared, conn: &mut Conn, req: Request) {
     if !req.wants_keep_alive() || shared.stopping() {
         conn.reusable = false;
     }
-    let mut record = Record::default();
+    let mut record = Record {
+        started,
+        status: 0,
+        bytes: 0,
+        extra: String::new(),
+    };
     let mut redirect: Option<Request> = None;
     for hop in 0..=MAX_REDIRECTS {
         let current = redirect.as_ref().unwrap_or(&req);
@@ -132,7 +138,7 @@ fn relay_settings(shared: &Shared, req: &Request, keep_alive: bool, raw: bool) -
         raw,
         send_continue: req.expect_continue,
         keep_alive,
-        extra_headers: Box::new(Vec::new),
+        timing: relay::Timing::new(config.server_timing && !raw),
     }
 }
 
@@ -157,7 +163,8 @@ fn answer_fastcgi(
     let keep_alive = conn.reusable;
     let served = match external {
         Some(backend) => {
-            let settings = relay_settings(shared, req, keep_alive, false);
+            let mut settings = relay_settings(shared, req, keep_alive, false);
+            settings.timing.start = record.started;
             let call = Call {
                 shared,
                 conn,
@@ -168,7 +175,11 @@ fn answer_fastcgi(
             fastcgi::run_external(call, backend, body, settings)?
         }
         None => {
-            let settings = || relay_settings(shared, req, keep_alive, false);
+            let settings = || {
+                let mut s = relay_settings(shared, req, keep_alive, false);
+                s.timing.start = record.started;
+                s
+            };
             let call = Call {
                 shared,
                 conn,
@@ -195,12 +206,15 @@ fn answer_cgi(
     let script = route::resolve(&shared.cgi_dir, "/cgi-bin", rest, &config.interpreters)?;
     check_method(req)?;
     check_length(req, config.max_body)?;
+    let queued = Instant::now();
     let _slot = shared
         .slots
         .acquire(config.proc_wait)
         .ok_or(Error::Overloaded("all script slots busy"))?;
     let body = prepare_body(shared, conn, req)?;
-    let settings = relay_settings(shared, req, conn.reusable, script.nph);
+    let mut settings = relay_settings(shared, req, conn.reusable, script.nph);
+    settings.timing.start = record.started;
+    settings.timing.queue = queued.elapsed();
     let call = Call {
         shared,
         conn,
@@ -233,9 +247,11 @@ fn finish(
             status,
             body_bytes,
             error,
+            timing,
         } => {
             record.status = status;
             record.bytes = body_bytes;
+            record.extra.push_str(&format!(" timing=\"{timing}\""));
             if let Some(e) = error {
                 shared.log.log(&format!("{tag} response cut off: {e}"));
             }

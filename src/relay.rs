@@ -85,8 +85,45 @@ pub struct Settings {
     pub send_continue: bool,
     /// Whether the response may keep the connection open.
     pub keep_alive: bool,
-    /// Extra headers for the response (e.g. Server-Timing), computed when the head goes.
-    pub extra_headers: Box<dyn FnMut() -> Vec<(String, Vec<u8>)>>,
+    /// Where the time went, for the Server-Timing header.
+    pub timing: Timing,
+}
+
+/// The phases of one request before its answer (W3C Server-Timing names).
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// When the request head had been read.
+    pub start: Instant,
+    /// Waiting for a script slot or a free worker.
+    pub queue: Duration,
+    /// Starting the process (0 for a warm worker).
+    pub spawn: Duration,
+    /// Send the `Server-Timing` header (off: `--no-server-timing`; never for NPH).
+    pub header: bool,
+}
+
+impl Timing {
+    pub fn new(header: bool) -> Timing {
+        Timing {
+            start: Instant::now(),
+            queue: Duration::ZERO,
+            spawn: Duration::ZERO,
+            header,
+        }
+    }
+
+    /// `queue;dur=0.012, spawn;dur=0.850, ttfb;dur=1.204, total;dur=1.260` (ms).
+    pub fn render(&self, first_byte: Option<Instant>, now: Instant) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let ttfb = first_byte.map_or(Duration::ZERO, |t| t.saturating_duration_since(self.start));
+        format!(
+            "queue;dur={:.3}, spawn;dur={:.3}, ttfb;dur={:.3}, total;dur={:.3}",
+            ms(self.queue),
+            ms(self.spawn),
+            ms(ttfb),
+            ms(now.saturating_duration_since(self.start))
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -96,6 +133,8 @@ pub enum Outcome {
         status: u16,
         body_bytes: u64,
         error: Option<Error>,
+        /// The Server-Timing value (sent, or for NPH only logged).
+        timing: String,
     },
     /// The script asked for another local URL to be served instead.
     LocalRedirect(String),
@@ -143,6 +182,8 @@ pub fn run(
         body,
         input_closed: false,
         input_dead: false,
+        first_byte: None,
+        timing: None,
     };
     let outcome = match r.pump(conn, req, backend, &mut settings) {
         Ok(()) => match r.redirect.take() {
@@ -151,12 +192,14 @@ pub fn run(
                 status: r.status,
                 body_bytes: r.body_bytes,
                 error: None,
+                timing: r.timing_text(&settings),
             },
         },
         Err(e) if r.committed => Outcome::Sent {
             status: r.status,
             body_bytes: r.body_bytes,
             error: Some(e),
+            timing: r.timing_text(&settings),
         },
         Err(e) => Outcome::Failed(e),
     };
@@ -182,6 +225,10 @@ struct Relay<'b> {
     input_closed: bool,
     /// The script stopped reading; the rest of the body is read and dropped.
     input_dead: bool,
+    /// When the script's first output byte arrived.
+    first_byte: Option<Instant>,
+    /// The Server-Timing value, fixed when the head went out.
+    timing: Option<String>,
 }
 
 impl Relay<'_> {
@@ -399,7 +446,16 @@ impl Relay<'_> {
         Ok(progress)
     }
 
+    fn timing_text(&self, s: &Settings) -> String {
+        self.timing
+            .clone()
+            .unwrap_or_else(|| s.timing.render(self.first_byte, Instant::now()))
+    }
+
     fn take_output(&mut self, data: &[u8], req: &Request, s: &mut Settings) -> Result<(), Error> {
+        if self.first_byte.is_none() {
+            self.first_byte = Some(Instant::now());
+        }
         let head_buf = match &mut self.phase {
             Phase::Head(acc) => {
                 acc.extend_from_slice(data);
@@ -420,7 +476,11 @@ impl Relay<'_> {
                 }
                 let framing = BodyFraming::choose(req, resp.status, resp.content_length);
                 let mut headers = resp.headers;
-                headers.extend((s.extra_headers)());
+                let timing = s.timing.render(self.first_byte, Instant::now());
+                if s.timing.header {
+                    headers.push(("Server-Timing".into(), timing.clone().into_bytes()));
+                }
+                self.timing = Some(timing);
                 let mut head = Vec::with_capacity(512);
                 http::write_head(
                     &mut head,

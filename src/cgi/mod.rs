@@ -40,7 +40,7 @@ pub struct Ran {
 }
 
 /// Runs `script` for `req`. The caller has checked the method and body size.
-pub fn run(call: Call<'_>, body: Prepared, settings: relay::Settings) -> Result<Ran, Error> {
+pub fn run(call: Call<'_>, body: Prepared, mut settings: relay::Settings) -> Result<Ran, Error> {
     let Call {
         shared,
         conn,
@@ -71,6 +71,7 @@ pub fn run(call: Call<'_>, body: Prepared, settings: relay::Settings) -> Result<
     };
     args.extend(words.iter().map(|w| OsStr::from_bytes(w)));
     let cwd = script.file.parent().unwrap_or(Path::new("/"));
+    let spawn_started = Instant::now();
     let spawned = spawn::spawn(
         shared.config.spawn,
         Command {
@@ -82,6 +83,7 @@ pub fn run(call: Call<'_>, body: Prepared, settings: relay::Settings) -> Result<
         },
     )?;
     let spawned_at = Instant::now();
+    settings.timing.spawn = spawned_at - spawn_started;
     let pid = spawned.pid;
     let child = Child::adopt(pid, shared.children.clone());
     let mut backend = CgiScript {

@@ -9,7 +9,7 @@ pub mod pool;
 pub mod record;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::dispatch::Call;
 use crate::error::Error;
@@ -76,12 +76,21 @@ pub fn run_pooled(
         .pool(&script.script_name, &script.file, command(script));
     let mut retried = false;
     loop {
+        let asked = Instant::now();
         let mut worker = pool.acquire()?;
         let cold = worker.served == 0;
+        let mut settings = settings();
+        // A cold worker's start is its own phase, not queueing.
+        settings.timing.spawn = if cold {
+            worker.spawn_took
+        } else {
+            Duration::ZERO
+        };
+        settings.timing.queue = asked.elapsed().saturating_sub(settings.timing.spawn);
         let log = ScriptLog::new(format!("{tag} {}", worker.tag), shared.log.clone());
         let has_body = !matches!(body, BodyIn::None);
         let mut ex = Exchange::new(&mut worker.stream, &params, true, cold, has_body, log)?;
-        let outcome = relay::run(conn, req, &mut body, &mut ex, settings());
+        let outcome = relay::run(conn, req, &mut body, &mut ex, settings);
         let ending = if client_left(&outcome) {
             ex.abort(ABORT_WAIT)
         } else {

@@ -326,6 +326,7 @@ impl Pool {
     }
 
     fn spawn(&self) -> Result<Worker, Error> {
+        let started = Instant::now();
         let n = self.common.next_worker.fetch_add(1, Ordering::Relaxed);
         let socket = self.common.sockets.path().join(format!("w{n}.sock"));
         let listener = UnixListener::bind(&socket).map_err(Error::Internal)?;
@@ -379,6 +380,7 @@ impl Pool {
             last_used: Instant::now(),
             output,
             tag,
+            spawn_took: started.elapsed(),
         })
     }
 
@@ -467,6 +469,8 @@ pub struct Worker {
     last_used: Instant,
     output: Arc<OutputWatch>,
     pub tag: String,
+    /// How long starting it took (reported as `spawn` for its first request).
+    pub spawn_took: Duration,
 }
 
 impl Worker {
