@@ -10,6 +10,7 @@ use clap::Parser;
 use crate::cgi::spawn::SpawnMode;
 use crate::config::Config;
 use crate::fastcgi::external::Address;
+use crate::limits::Limits;
 use crate::logger::LogTarget;
 
 const EXAMPLES: &str = "\
@@ -106,6 +107,22 @@ pub struct Args {
     #[arg(long)]
     pub no_server_timing: bool,
 
+    /// CPU time a script (or worker) may use, e.g. 10s (RLIMIT_CPU).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub limit_cpu: Option<Duration>,
+
+    /// Memory a script and its children may use, e.g. 512MiB (a cgroup; else RLIMIT_AS).
+    #[arg(long)]
+    pub limit_memory: Option<ByteSize>,
+
+    /// Processes a script and its children may have at once (a cgroup; else RLIMIT_NPROC).
+    #[arg(long)]
+    pub limit_procs: Option<u64>,
+
+    /// Output a script may write; beyond it the answer is cut off (502, or a closed connection).
+    #[arg(long)]
+    pub limit_output: Option<ByteSize>,
+
     /// On SIGINT/SIGTERM, how long in-flight requests may finish before scripts are killed.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub grace: Duration,
@@ -177,6 +194,12 @@ impl Args {
         config.shutdown_grace = self.grace;
         config.fastcgi = self.fastcgi;
         config.server_timing = !self.no_server_timing;
+        config.limits = Limits {
+            cpu: self.limit_cpu,
+            memory: self.limit_memory.map(|b| b.as_u64()),
+            procs: self.limit_procs,
+            output: self.limit_output.map(|b| b.as_u64()),
+        };
         config.workers.min = self.workers_min;
         if let Some(max) = self.workers_max {
             config.workers.max = max.max(1);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::cgi::spawn::SpawnMode;
 use crate::fastcgi::external::Address;
 use crate::fastcgi::pool::PoolSettings;
+use crate::limits::Limits;
 use crate::logger::LogTarget;
 
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct Config {
     pub spool_memory: usize,
     /// Worker pools behind `/fcgi-bin/`.
     pub workers: PoolSettings,
+    /// `--limit-*`: what each script and worker may use.
+    pub limits: Limits,
     /// Send a Server-Timing header with each script's answer.
     pub server_timing: bool,
     /// `--fastcgi NAME=ADDR`: external FastCGI servers by script name.
@@ -82,6 +85,7 @@ impl Config {
             },
             fastcgi: Vec::new(),
             server_timing: true,
+            limits: Limits::default(),
         }
     }
 }

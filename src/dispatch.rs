@@ -139,6 +139,7 @@ fn relay_settings(shared: &Shared, req: &Request, keep_alive: bool, raw: bool) -
         send_continue: req.expect_continue,
         keep_alive,
         timing: relay::Timing::new(config.server_timing && !raw),
+        max_output: config.limits.output,
     }
 }
 

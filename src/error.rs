@@ -28,6 +28,8 @@ pub enum Error {
     WorkerLost(String),
     /// A worker program keeps failing; it is not restarted for a while.
     WorkerFailing(String),
+    /// The script ran into one of the `--limit-*` settings (named in the text).
+    LimitExceeded(String),
     /// The script ran past `--timeout`.
     Timeout,
     /// The client went away or stopped reading.
@@ -69,6 +71,7 @@ impl Error {
             | Error::ScriptFailed(_)
             | Error::WorkerLost(_)
             | Error::WorkerFailing(_)
+            | Error::LimitExceeded(_)
             | Error::BackendDown(_) => 502,
             Error::Timeout => 504,
             Error::ClientGone(_) => 400,
@@ -81,7 +84,10 @@ impl Error {
     /// serve (so whoever dropped it into cgi-bin/ learns why). Other server-side
     /// causes stay in the log.
     pub fn public_detail(&self) -> Option<String> {
-        let worker = matches!(self, Error::WorkerLost(_) | Error::WorkerFailing(_));
+        let worker = matches!(
+            self,
+            Error::WorkerLost(_) | Error::WorkerFailing(_) | Error::LimitExceeded(_)
+        );
         (self.status() < 500 || worker).then(|| self.to_string())
     }
 }
@@ -100,6 +106,7 @@ impl fmt::Display for Error {
             Error::WorkerLost(why) => write!(f, "worker lost: {why}"),
             Error::WorkerFailing(why) => f.write_str(why),
             Error::BackendDown(why) => write!(f, "FastCGI backend down: {why}"),
+            Error::LimitExceeded(which) => write!(f, "script exceeded {which}"),
             Error::Timeout => f.write_str("script timed out"),
             Error::ClientGone(why) => write!(f, "client gone: {why}"),
             Error::RedirectLoop => f.write_str("too many local redirects"),

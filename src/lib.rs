@@ -9,6 +9,7 @@ pub mod error;
 pub mod fastcgi;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod logger;
 pub mod relay;
 pub mod route;

@@ -87,6 +87,8 @@ pub struct Settings {
     pub keep_alive: bool,
     /// Where the time went, for the Server-Timing header.
     pub timing: Timing,
+    /// `--limit-output`: most bytes the script may write.
+    pub max_output: Option<u64>,
 }
 
 /// The phases of one request before its answer (W3C Server-Timing names).
@@ -184,6 +186,7 @@ pub fn run(
         input_dead: false,
         first_byte: None,
         timing: None,
+        output_bytes: 0,
     };
     let outcome = match r.pump(conn, req, backend, &mut settings) {
         Ok(()) => match r.redirect.take() {
@@ -229,6 +232,8 @@ struct Relay<'b> {
     first_byte: Option<Instant>,
     /// The Server-Timing value, fixed when the head went out.
     timing: Option<String>,
+    /// Script output so far, for `--limit-output`.
+    output_bytes: u64,
 }
 
 impl Relay<'_> {
@@ -455,6 +460,13 @@ impl Relay<'_> {
     fn take_output(&mut self, data: &[u8], req: &Request, s: &mut Settings) -> Result<(), Error> {
         if self.first_byte.is_none() {
             self.first_byte = Some(Instant::now());
+        }
+        self.output_bytes += data.len() as u64;
+        if let Some(max) = s.max_output
+            && self.output_bytes > max
+        {
+            let size = bytesize::ByteSize(max).display().iec();
+            return Err(Error::LimitExceeded(format!("--limit-output {size}")));
         }
         let head_buf = match &mut self.phase {
             Phase::Head(acc) => {

@@ -29,6 +29,7 @@ use crate::gateway::env::{DEFAULT_PATH, MetaVars, Site};
 use crate::http::conn::Conn;
 use crate::http::head::{self, Version};
 use crate::http::response::{self, error_page};
+use crate::limits::Enforcer;
 use crate::logger::Logger;
 
 /// How long a connection thread waits for the next request before parking the
@@ -52,6 +53,7 @@ pub struct Shared {
     pub children: Arc<Registry>,
     pub pools: Arc<Pools>,
     pub external: HashMap<String, External>,
+    pub limits: Arc<Enforcer>,
     stopping: AtomicBool,
     next_id: AtomicU64,
     live: Arc<AtomicUsize>,
@@ -152,11 +154,13 @@ impl Server {
             pass_authorization: config.pass_authorization,
         };
         let children = Arc::new(Registry::default());
+        let limits = Enforcer::new(config.limits.clone(), &log);
         let pools = Pools::new(
             config.workers.clone(),
             worker_env(&config.env),
             log.clone(),
             children.clone(),
+            limits.clone(),
         )?;
         let mut external: HashMap<String, Vec<Address>> = HashMap::new();
         for (name, addr) in &config.fastcgi {
@@ -170,6 +174,7 @@ impl Server {
             slots: Slots::new(config.max_procs.max(1)),
             pools,
             external,
+            limits,
             config,
             cgi_dir,
             site,

@@ -71,6 +71,7 @@ pub fn run(call: Call<'_>, body: Prepared, mut settings: relay::Settings) -> Res
     };
     args.extend(words.iter().map(|w| OsStr::from_bytes(w)));
     let cwd = script.file.parent().unwrap_or(Path::new("/"));
+    let limits = shared.limits.for_process().map_err(Error::Internal)?;
     let spawn_started = Instant::now();
     let spawned = spawn::spawn(
         shared.config.spawn,
@@ -80,6 +81,7 @@ pub fn run(call: Call<'_>, body: Prepared, mut settings: relay::Settings) -> Res
             env: &vars,
             cwd,
             input,
+            limits: (!limits.is_empty()).then(|| limits.in_child()),
         },
     )?;
     let spawned_at = Instant::now();
@@ -98,9 +100,35 @@ pub fn run(call: Call<'_>, body: Prepared, mut settings: relay::Settings) -> Res
         log: ScriptLog::new(format!("{tag} pid {pid}"), shared.log.clone()),
         exited_at: None,
     };
+    settings.max_output = shared.limits.limits.output;
     let deadline = settings.deadline;
     let outcome = relay::run(conn, req, &mut body_in, &mut backend, settings);
     let exit = backend.finish(outcome.is_abort(), deadline);
+    let over = exit.and_then(|e| shared.limits.verdict(&limits, e.signal, e.user + e.system));
+    // Named in the request's one error line, or in a line of its own if it answered.
+    let outcome = match (over, outcome) {
+        (Some(which), Outcome::Failed(_)) => Outcome::Failed(Error::LimitExceeded(which)),
+        (
+            Some(which),
+            Outcome::Sent {
+                status,
+                body_bytes,
+                error: Some(_),
+                timing,
+            },
+        ) => Outcome::Sent {
+            status,
+            body_bytes,
+            error: Some(Error::LimitExceeded(which)),
+            timing,
+        },
+        (Some(which), outcome) => {
+            shared.log.log(&format!("{tag} pid {pid} ran into {which}"));
+            outcome
+        }
+        (None, outcome) => outcome,
+    };
+    drop(limits);
     Ok(Ran {
         outcome,
         pid,

@@ -16,6 +16,7 @@ use std::process::Stdio;
 use nix::fcntl::OFlag;
 
 use crate::gateway::env::MetaVars;
+use crate::limits::ChildSide;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum SpawnMode {
@@ -42,6 +43,8 @@ pub struct Command<'a> {
     pub env: &'a MetaVars,
     pub cwd: &'a Path,
     pub input: Input,
+    /// Rlimits and cgroup to take on before exec (`--limit-*`).
+    pub limits: Option<ChildSide>,
 }
 
 /// Our ends of the child's standard descriptors.
@@ -108,6 +111,12 @@ fn spawn_std(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
         Input::Pipe => c.stdin(Stdio::piped()),
         Input::File(f) => c.stdin(Stdio::from(f)),
     };
+    if let Some(limits) = cmd.limits {
+        // posix_spawn has no attribute for rlimits or cgroups, so with limits std
+        // takes its fork+exec path to run this between the two.
+        // SAFETY: `apply` only makes async-signal-safe calls on prepared data.
+        unsafe { c.pre_exec(move || limits.apply()) };
+    }
     let mut child = c.spawn()?;
     let pid = child.id() as i32;
     let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
@@ -173,12 +182,21 @@ fn spawn_fork(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
         child_err.as_raw_fd(),
     ];
     let report = report_w.as_raw_fd();
+    let limits = cmd.limits;
 
     // SAFETY: the child only calls async-signal-safe functions on data prepared above,
     // then execs or exits.
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
         nix::unistd::ForkResult::Child => unsafe {
-            child_after_fork(&fds, cwd.as_ptr(), path.as_ptr(), &argv, &envp, report)
+            let prepared = Prepared {
+                fds: &fds,
+                cwd: cwd.as_ptr(),
+                path: path.as_ptr(),
+                argv: &argv,
+                envp: &envp,
+                limits: limits.as_ref(),
+            };
+            child_after_fork(&prepared, report)
         },
         nix::unistd::ForkResult::Parent { child } => {
             drop((report_w, child_in, child_out, child_err));
@@ -203,16 +221,27 @@ fn spawn_fork(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
     }
 }
 
-/// Runs in the forked child: wire up 0/1/2, new process group, cwd, default signals,
-/// exec. On failure the errno goes down the CLOEXEC report pipe.
-unsafe fn child_after_fork(
-    fds: &[i32; 3],
+/// What the forked child uses, all built before the fork.
+struct Prepared<'a> {
+    fds: &'a [i32; 3],
     cwd: *const libc::c_char,
     path: *const libc::c_char,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-    report: i32,
-) -> ! {
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    limits: Option<&'a ChildSide>,
+}
+
+/// Runs in the forked child: wire up 0/1/2, new process group, cwd, limits, default
+/// signals, exec. On failure the errno goes down the CLOEXEC report pipe.
+unsafe fn child_after_fork(p: &Prepared<'_>, report: i32) -> ! {
+    let Prepared {
+        fds,
+        cwd,
+        path,
+        argv,
+        envp,
+        limits,
+    } = *p;
     unsafe {
         let fail = |report: i32| -> ! {
             let e = *libc::__errno_location();
@@ -225,6 +254,11 @@ unsafe fn child_after_fork(
             }
         }
         if libc::setpgid(0, 0) < 0 || libc::chdir(cwd) < 0 {
+            fail(report);
+        }
+        if let Some(l) = limits
+            && l.apply().is_err()
+        {
             fail(report);
         }
         // Nothing but 0, 1, 2 and the report pipe (closed by exec) may cross over.

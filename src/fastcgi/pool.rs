@@ -22,6 +22,7 @@ use super::client::Stream;
 use crate::cgi::process::{Child, Registry};
 use crate::error::Error;
 use crate::gateway::env::MetaVars;
+use crate::limits::{Enforcer, ProcessLimits};
 use crate::logger::Logger;
 use crate::script_log::ScriptLog;
 use crate::sys;
@@ -55,6 +56,7 @@ struct Common {
     sockets: tempfile::TempDir,
     log: Arc<Logger>,
     registry: Arc<Registry>,
+    limits: Arc<Enforcer>,
     stopping: AtomicBool,
     next_worker: AtomicU64,
 }
@@ -90,6 +92,7 @@ impl Pools {
         env: MetaVars,
         log: Arc<Logger>,
         registry: Arc<Registry>,
+        limits: Arc<Enforcer>,
     ) -> std::io::Result<Arc<Pools>> {
         let sockets = tempfile::Builder::new()
             .prefix("cgi-testbed-fcgi-")
@@ -101,6 +104,7 @@ impl Pools {
                 sockets,
                 log,
                 registry,
+                limits,
                 stopping: AtomicBool::new(false),
                 next_worker: AtomicU64::new(0),
             }),
@@ -332,6 +336,7 @@ impl Pool {
         let listener = UnixListener::bind(&socket).map_err(Error::Internal)?;
         let (out_r, out_w) = std::io::pipe().map_err(Error::Internal)?;
         let (err_r, err_w) = std::io::pipe().map_err(Error::Internal)?;
+        let limits = self.common.limits.for_process().map_err(Error::Internal)?;
         let mut cmd = std::process::Command::new(&self.program);
         cmd.args(&self.args)
             .env_clear()
@@ -346,6 +351,11 @@ impl Pool {
             .stdin(Stdio::from(OwnedFd::from(listener)))
             .stdout(out_w)
             .stderr(err_w);
+        if !limits.is_empty() {
+            let side = limits.in_child();
+            // SAFETY: `apply` only makes async-signal-safe calls on prepared data.
+            unsafe { cmd.pre_exec(move || side.apply()) };
+        }
         let child = cmd.spawn().map_err(|e| Error::Spawn(e.into()))?;
         drop(cmd);
         let pid = child.id() as i32;
@@ -381,6 +391,7 @@ impl Pool {
             output,
             tag,
             spawn_took: started.elapsed(),
+            limits,
         })
     }
 
@@ -471,6 +482,8 @@ pub struct Worker {
     pub tag: String,
     /// How long starting it took (reported as `spawn` for its first request).
     pub spawn_took: Duration,
+    /// Its cgroup lives as long as the worker.
+    limits: ProcessLimits,
 }
 
 impl Worker {
@@ -496,6 +509,7 @@ impl Worker {
             mut child,
             stream,
             socket,
+            limits,
             ..
         } = self;
         // Close our connection first: php-cgi and flup finish the connection they are
@@ -503,6 +517,7 @@ impl Worker {
         drop(stream);
         let _ = std::fs::remove_file(&socket);
         child.terminate(RETIRE_GRACE);
+        drop(limits);
     }
 }
 
