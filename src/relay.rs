@@ -420,7 +420,14 @@ impl Relay<'_> {
             } else {
                 match backend.write_input(chunk) {
                     Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        0
+                    }
                     Err(_) => {
                         // The script closed stdin (or exited): keep reading the body so
                         // the client can finish sending and still get the answer.

@@ -532,10 +532,14 @@ impl Reactor {
         self.insert(conn, Waiting::Head { deadline });
     }
 
-    /// Closes a connection gracefully: FIN after our answer, then drain what the
-    /// client still sends for a while.
+    /// Closes a connection. When the client may still be sending (an unread body,
+    /// bytes beyond the request) it is drained for a while after our FIN, so it reads
+    /// our answer instead of a reset; otherwise it is closed at once, since holding a
+    /// closed-by-the-client socket open lets a new connection from the same port
+    /// collide with it.
     fn close(&self, conn: Conn) {
-        if conn.eof || self.shared.stopping() {
+        let may_be_sending = conn.body_unread || !conn.pending().is_empty();
+        if conn.eof || !may_be_sending || self.shared.stopping() {
             return;
         }
         conn.shutdown_write();

@@ -27,17 +27,20 @@ pub fn poll(set: &[Interest], until: Option<Instant>, revents: &mut Vec<i16>) ->
             revents: 0,
         })
         .collect();
-    let timeout = match until {
-        None => -1,
-        Some(t) => {
-            let left = t.saturating_duration_since(Instant::now());
-            // Round up so we do not spin just before a deadline.
-            i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+    loop {
+        let timeout = match until {
+            None => -1,
+            Some(t) => {
+                let left = t.saturating_duration_since(Instant::now());
+                // Round up so we do not spin just before a deadline.
+                i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+            }
+        };
+        // SAFETY: `fds` is a valid array of pollfd of the given length.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+        if n >= 0 {
+            break;
         }
-    };
-    // SAFETY: `fds` is a valid array of pollfd of the given length.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
-    if n < 0 {
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
@@ -61,13 +64,10 @@ pub fn wait_one(fd: RawFd, events: i16, timeout: Duration) -> io::Result<bool> {
 
 /// `recv` that never blocks, whatever the socket's mode.
 pub fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for writes of buf.len() bytes.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    retry_interrupted(|| {
+        // SAFETY: buf is valid for writes of buf.len() bytes.
+        unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) }
+    })
 }
 
 /// Non-blocking `recv` of up to `max` bytes appended to `buf`, without zeroing first.
@@ -75,25 +75,36 @@ pub fn recv_append(fd: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize
     buf.reserve(max);
     let spare = buf.spare_capacity_mut();
     let len = spare.len().min(max);
-    // SAFETY: the kernel writes at most `len` bytes into the reserved, unused capacity.
-    let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), len, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let n = retry_interrupted(|| {
+        // SAFETY: the kernel writes at most `len` bytes into the reserved, unused capacity.
+        unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), len, libc::MSG_DONTWAIT) }
+    })?;
     // SAFETY: the first n bytes of the spare capacity were just initialized by recv.
-    unsafe { buf.set_len(buf.len() + n as usize) };
-    Ok(n as usize)
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 /// `send` that never blocks and never raises SIGPIPE.
 pub fn send_nonblocking(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    // SAFETY: buf is valid for reads of buf.len() bytes.
-    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+    retry_interrupted(|| {
+        // SAFETY: buf is valid for reads of buf.len() bytes.
+        unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) }
+    })
+}
+
+/// Runs a syscall again when a signal handler interrupted it (threads of a process
+/// with handlers installed, such as a test harness, can see EINTR at any time).
+fn retry_interrupted(mut call: impl FnMut() -> isize) -> io::Result<usize> {
+    loop {
+        let n = call();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 

@@ -79,7 +79,9 @@ impl TestServer {
         let r = c.response();
         assert!(
             r.status != 0,
-            "no response to {:?}; log: {:#?} access: {:#?}",
+            "no response on {:?} ({:?}) to {:?}; log: {:#?} access: {:#?}",
+            c.stream.local_addr(),
+            c.last_error,
             String::from_utf8_lossy(&raw[..raw.len().min(200)]),
             self.error_log(),
             self.access_log()
@@ -154,6 +156,8 @@ impl Response {
 pub struct Client {
     pub stream: TcpStream,
     buf: Vec<u8>,
+    /// Why the last read failed, if it did (for diagnostics).
+    pub last_error: Option<std::io::Error>,
 }
 
 impl Client {
@@ -165,6 +169,7 @@ impl Client {
         Client {
             stream,
             buf: Vec::new(),
+            last_error: None,
         }
     }
 
@@ -174,12 +179,21 @@ impl Client {
 
     fn fill(&mut self) -> usize {
         let mut chunk = [0u8; 65536];
-        match self.stream.read(&mut chunk) {
+        let read = loop {
+            match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match read {
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
                 n
             }
-            Err(_) => 0,
+            Err(e) => {
+                self.last_error = Some(e);
+                0
+            }
         }
     }
 
