@@ -177,6 +177,11 @@ impl Client {
         self.stream.write_all(bytes).expect("send");
     }
 
+    /// Like `send`, but reports a failure (the server may close an idle connection).
+    pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
     fn fill(&mut self) -> usize {
         let mut chunk = [0u8; 65536];
         let read = loop {
@@ -238,10 +243,14 @@ impl Client {
                         return Response::default();
                     }
                 }
-                Err(e) => panic!(
-                    "bad response head: {e}: {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                ),
+                Err(e) => {
+                    let start =
+                        String::from_utf8_lossy(&self.buf[..self.buf.len().min(60)]).into_owned();
+                    return Response {
+                        reason: format!("bad response head: {e}: {start:?}"),
+                        ..Response::default()
+                    };
+                }
             }
         };
         let bodyless = head_only || resp.status == 204 || resp.status == 304;
