@@ -263,11 +263,9 @@ fn answer_cgi(
         script: &script,
         tag,
     };
-    let ran = cgi::run(call, body, settings);
-    if !matches!(ran, Err(Error::Spawn(_))) {
-        shared.stats.spawned();
-    }
-    let ran = ran?;
+    // Counted as it starts, so the status page's rate includes scripts still running.
+    shared.stats.spawned();
+    let ran = cgi::run(call, body, settings)?;
     record.extra = match &ran.exit {
         Some(e) => format!(
             " pid={} cpu={}us maxrss={}KiB",

@@ -78,11 +78,13 @@ impl TryFiles {
                 let Ok(clean) = route::normalize(&expand(entry, uri)) else {
                     continue;
                 };
-                // A candidate that is missing, forbidden or of the wrong kind is
-                // simply not there, as in nginx.
+                // As in nginx, the entry as written (not the path put into it) says
+                // whether it names a directory; a candidate that is missing, forbidden
+                // or of the other kind is simply not there.
+                let wants_dir = entry.ends_with('/');
                 match static_files::lookup(root, &clean, scripts) {
-                    Ok(Found::Dir(p)) if clean.ends_with('/') => return Tried::Dir(clean, p),
-                    Ok(Found::File(p)) if !clean.ends_with('/') => return Tried::File(clean, p),
+                    Ok(Found::Dir(p)) if wants_dir => return Tried::Dir(clean, p),
+                    Ok(Found::File(p)) if !wants_dir => return Tried::File(clean, p),
                     _ => {}
                 }
             }
