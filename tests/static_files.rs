@@ -365,6 +365,10 @@ fn try_files_fallback_can_carry_the_path_and_can_be_404() {
         root.status,
         root.text()
     );
+    // A single-page app: every unknown path gets the one static page.
+    let s = try_files_server("$uri /index.html");
+    let spa = s.get("/some/client/route");
+    assert_eq!((spa.status, spa.text().as_str()), (200, "<h1>home</h1>\n"));
     let s = try_files_server("$uri $uri.html =404");
     assert_eq!(s.get("/index").text(), "<h1>home</h1>\n");
     assert_eq!(s.get("/nothing").status, 404);
