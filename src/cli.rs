@@ -12,6 +12,8 @@ use crate::config::Config;
 use crate::fastcgi::external::Address;
 use crate::limits::Limits;
 use crate::logger::LogTarget;
+use crate::status::IpNet;
+use crate::try_files::TryFiles;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -23,9 +25,14 @@ Examples:
   cgi-testbed --workers-max 4 --worker-max-requests 1000
                                                 /fcgi-bin/NAME: NAME as a FastCGI worker pool
   cgi-testbed --fastcgi app=unix:/run/php/php-fpm.sock --fastcgi app=127.0.0.1:9000
+  cgi-testbed --root site                       like `python -m http.server --cgi`: site/ as
+                                                static files, site/cgi-bin/ and site/htbin/ run
+  cgi-testbed --root public --try-files '$uri $uri/ /cgi-bin/app'
+                                                files if they exist, else the front controller
 
   curl -i http://127.0.0.1:8080/cgi-bin/hello      one process per request
-  curl -i http://127.0.0.1:8080/fcgi-bin/hello-rs  the same program as a persistent worker";
+  curl -i http://127.0.0.1:8080/fcgi-bin/hello-rs  the same program as a persistent worker
+  curl    http://127.0.0.1:8080/server-status?json  counters, running scripts, pools, memory";
 
 #[derive(Debug, Parser)]
 #[command(name = "cgi-testbed", version, about = "A classic CGI server and test-bed", after_help = EXAMPLES)]
@@ -34,9 +41,31 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Directory whose executables run under /cgi-bin/.
-    #[arg(long, default_value = "cgi-bin")]
-    pub cgi_dir: PathBuf,
+    /// Directory whose executables run under /cgi-bin/ and /fcgi-bin/ [default: cgi-bin,
+    /// or DIR/cgi-bin with --root DIR].
+    #[arg(long)]
+    pub cgi_dir: Option<PathBuf>,
+
+    /// Serve static files from DIR (also DOCUMENT_ROOT) [default: ./public if it exists].
+    /// Without --cgi-dir, DIR/cgi-bin/ and DIR/htbin/ run as script directories, as with
+    /// `python -m http.server --cgi`.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// nginx-style try_files: entries tried in order ($uri is the path, a trailing / means
+    /// a directory); the last is used when none exists: a script path (it gets the
+    /// original REQUEST_URI) or =404. E.g. '$uri $uri/ /cgi-bin/app'.
+    #[arg(long, value_name = "LIST", value_parser = TryFiles::parse)]
+    pub try_files: Option<TryFiles>,
+
+    /// Do not answer /server-status.
+    #[arg(long)]
+    pub no_status: bool,
+
+    /// Also let clients from this address or CIDR block read /server-status (repeatable;
+    /// loopback clients always may).
+    #[arg(long = "status-allow", value_name = "CIDR|IP")]
+    pub status_allow: Vec<IpNet>,
 
     /// Connection threads (each serves one request at a time).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
@@ -168,7 +197,20 @@ fn parse_interpreter(s: &str) -> Result<(String, PathBuf), String> {
 
 impl Args {
     pub fn into_config(self) -> Result<Config, String> {
-        let mut config = Config::new(self.cgi_dir);
+        let mut config = Config::new(self.cgi_dir.clone().unwrap_or_else(|| "cgi-bin".into()));
+        match (self.root, self.cgi_dir) {
+            (Some(root), None) => config.python_layout(root),
+            (Some(root), Some(_)) => config.document_root = Some(root),
+            (None, _) => {
+                let public = PathBuf::from("public");
+                if public.is_dir() {
+                    config.document_root = Some(public);
+                }
+            }
+        }
+        config.try_files = self.try_files;
+        config.status_page = !self.no_status;
+        config.status_allow = self.status_allow;
         config.listen = self.listen;
         config.threads = usize::from(self.threads);
         config.timeout = self.timeout;

@@ -10,14 +10,29 @@ use crate::fastcgi::external::Address;
 use crate::fastcgi::pool::PoolSettings;
 use crate::limits::Limits;
 use crate::logger::LogTarget;
+use crate::status::IpNet;
+use crate::try_files::TryFiles;
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// Directory whose executables run under `/cgi-bin/`.
+    /// Directory whose executables run under `/cgi-bin/` (unless `script_mounts` says
+    /// otherwise) and `/fcgi-bin/`.
     pub cgi_dir: PathBuf,
-    /// DOCUMENT_ROOT and the base of PATH_TRANSLATED; defaults to the cgi-dir's parent.
+    /// `--root`: static files are served from here; also DOCUMENT_ROOT and the base of
+    /// PATH_TRANSLATED. Unset: no static files, and DOCUMENT_ROOT is the cgi-dir's parent.
     pub document_root: Option<PathBuf>,
+    /// URL prefix → directory of CGI scripts, matched in order; empty means
+    /// `/cgi-bin` → `cgi_dir`. A listed directory that does not exist is skipped.
+    pub script_mounts: Vec<(String, PathBuf)>,
+    /// A missing `cgi_dir` stops the server, unless it was only implied by `--root`.
+    pub require_cgi_dir: bool,
+    /// `--try-files`; `None` serves paths as they are.
+    pub try_files: Option<TryFiles>,
+    /// Answer `/server-status` (`--no-status` turns it off).
+    pub status_page: bool,
+    /// Who besides loopback clients may read the status page.
+    pub status_allow: Vec<IpNet>,
     /// Connection threads (each serves one request at a time).
     pub threads: usize,
     /// Script run time, and how long a connection may stay idle.
@@ -60,6 +75,11 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             cgi_dir: cgi_dir.into(),
             document_root: None,
+            script_mounts: Vec::new(),
+            require_cgi_dir: true,
+            try_files: None,
+            status_page: true,
+            status_allow: Vec::new(),
             threads: 64,
             timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
@@ -87,5 +107,19 @@ impl Config {
             server_timing: true,
             limits: Limits::default(),
         }
+    }
+
+    /// `--root DIR` without `--cgi-dir`, laid out as for `python -m http.server --cgi`:
+    /// DIR is served statically and `DIR/cgi-bin/` and `DIR/htbin/` hold scripts, as in
+    /// CGIHTTPRequestHandler. Either may be missing.
+    pub fn python_layout(&mut self, root: impl Into<PathBuf>) {
+        let root = root.into();
+        self.cgi_dir = root.join("cgi-bin");
+        self.script_mounts = vec![
+            ("/cgi-bin".into(), root.join("cgi-bin")),
+            ("/htbin".into(), root.join("htbin")),
+        ];
+        self.require_cgi_dir = false;
+        self.document_root = Some(root);
     }
 }

@@ -10,11 +10,13 @@ use crate::http::body::Prepared;
 use crate::http::body::{BodyError, ChunkedDecoder, Spool, Spooled};
 use crate::http::conn::Conn;
 use crate::http::head::{Framing, HeadError, Request};
-use crate::http::response::{self, error_page};
+use crate::http::response::{self, error_page, error_page_with};
 use crate::logger::clf_time;
 use crate::relay::{self, Outcome};
 use crate::route::{self, RouteError, Script};
 use crate::server::Shared;
+use crate::site::{self, Mount};
+use crate::status::Model;
 
 /// Local redirects followed for one request before giving up (Apache uses 10).
 const MAX_REDIRECTS: usize = 10;
@@ -33,6 +35,9 @@ pub struct Call<'a> {
 struct Record {
     /// When the request head had been read.
     started: Instant,
+    id: u64,
+    /// Which model answered, for the status page's counters.
+    model: Model,
     status: u16,
     bytes: u64,
     /// Per-model details: pid, CPU and memory of the script.
@@ -49,6 +54,8 @@ pub fn serve(shared: &Shared, conn: &mut Conn, req: Request) {
     }
     let mut record = Record {
         started,
+        id,
+        model: Model::None,
         status: 0,
         bytes: 0,
         extra: String::new(),
@@ -83,6 +90,7 @@ pub fn serve(shared: &Shared, conn: &mut Conn, req: Request) {
         conn.reusable = false;
     }
     access_log(shared, conn, &req, &record, started);
+    shared.stats.finished(record.model, record.status);
 }
 
 /// Answers a head that could not be parsed, then the connection closes.
@@ -100,6 +108,7 @@ pub fn reject_head(shared: &Shared, conn: &mut Conn, e: HeadError) {
         crate::http::head::Version::Http11,
     );
     let _ = conn.write_all(&page);
+    shared.stats.finished(Model::None, status);
     if shared.log.access_enabled() {
         shared.log.access(&format!(
             "{} - - [{}] \"-\" {status} 0 \"-\" \"-\" 0us",
@@ -118,14 +127,52 @@ fn answer(
     record: &mut Record,
 ) -> Result<Option<String>, Error> {
     let (path, _) = req.path_and_query();
-    let clean = route::clean_path(path)?;
-    if let Some(rest) = route::strip_mount(&clean, "/cgi-bin") {
-        return answer_cgi(shared, conn, req, rest, tag, record);
-    }
-    if let Some(rest) = route::strip_mount(&clean, "/fcgi-bin") {
-        return answer_fastcgi(shared, conn, req, rest, tag, record);
+    let mut clean = route::clean_path(path)?;
+    // The second round serves a `--try-files` fallback with the request unchanged, so
+    // the script sees the original REQUEST_URI and QUERY_STRING.
+    for first in [true, false] {
+        if let Some(answered) = answer_script(shared, conn, req, &clean, tag, record) {
+            return answered;
+        }
+        match site::answer(shared, conn, req, &clean, tag, first) {
+            Ok(site::Answer::Sent {
+                status,
+                bytes,
+                model,
+            }) => {
+                (record.model, record.status, record.bytes) = (model, status, bytes);
+                return Ok(None);
+            }
+            Ok(site::Answer::Script(fallback)) => clean = fallback,
+            Err(e) => {
+                if shared.layout.static_root.is_some() {
+                    record.model = Model::Static;
+                }
+                return Err(e);
+            }
+        }
     }
     Err(RouteError::NotFound.into())
+}
+
+/// Runs the script `clean` names, if it is under a script mount or `/fcgi-bin/`.
+fn answer_script(
+    shared: &Shared,
+    conn: &mut Conn,
+    req: &Request,
+    clean: &str,
+    tag: &str,
+    record: &mut Record,
+) -> Option<Result<Option<String>, Error>> {
+    for mount in &shared.layout.mounts {
+        if let Some(rest) = route::strip_mount(clean, &mount.url) {
+            record.model = Model::Cgi;
+            return Some(answer_cgi(shared, conn, req, mount, rest, tag, record));
+        }
+    }
+    let rest = route::strip_mount(clean, "/fcgi-bin")?;
+    record.model = Model::FastCgi;
+    Some(answer_fastcgi(shared, conn, req, rest, tag, record))
 }
 
 /// The relay settings for one request (a fresh set per attempt).
@@ -160,6 +207,9 @@ fn answer_fastcgi(
     };
     check_method(req)?;
     check_length(req, config.max_body)?;
+    let _running = shared
+        .stats
+        .running(record.id, Model::FastCgi, req, &script, conn.ends.remote);
     let body = prepare_body(shared, conn, req)?;
     let keep_alive = conn.reusable;
     let served = match external {
@@ -199,12 +249,13 @@ fn answer_cgi(
     shared: &Shared,
     conn: &mut Conn,
     req: &Request,
+    mount: &Mount,
     rest: &str,
     tag: &str,
     record: &mut Record,
 ) -> Result<Option<String>, Error> {
     let config = &shared.config;
-    let script = route::resolve(&shared.cgi_dir, "/cgi-bin", rest, &config.interpreters)?;
+    let script = route::resolve(&mount.dir, &mount.url, rest, &config.interpreters)?;
     check_method(req)?;
     check_length(req, config.max_body)?;
     let queued = Instant::now();
@@ -212,6 +263,9 @@ fn answer_cgi(
         .slots
         .acquire(config.proc_wait)
         .ok_or(Error::Overloaded("all script slots busy"))?;
+    let _running = shared
+        .stats
+        .running(record.id, Model::Cgi, req, &script, conn.ends.remote);
     let body = prepare_body(shared, conn, req)?;
     let mut settings = relay_settings(shared, req, conn.reusable, script.nph);
     settings.timing.start = record.started;
@@ -223,6 +277,8 @@ fn answer_cgi(
         script: &script,
         tag,
     };
+    // Counted as it starts, so the status page's rate includes scripts still running.
+    shared.stats.spawned();
     let ran = cgi::run(call, body, settings)?;
     record.extra = match &ran.exit {
         Some(e) => format!(
@@ -377,9 +433,10 @@ fn fail(shared: &Shared, conn: &mut Conn, req: &Request, e: Error, tag: &str, re
     if matches!(e, Error::Body(_)) || conn.body_unread {
         conn.reusable = false;
     }
-    let page = error_page(
+    let page = error_page_with(
         status,
         e.public_detail().as_deref(),
+        e.headers(),
         conn.reusable,
         req.version,
     );

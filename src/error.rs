@@ -8,6 +8,7 @@ use crate::gateway::response::ResponseError;
 use crate::http::body::BodyError;
 use crate::http::head::HeadError;
 use crate::route::RouteError;
+use crate::static_files::StaticError;
 
 #[derive(Debug)]
 pub enum Error {
@@ -15,6 +16,8 @@ pub enum Error {
     Body(BodyError),
     Route(RouteError),
     MethodNotAllowed(String),
+    /// A static file (or one of the server's own pages) refused the request.
+    Static(StaticError),
     /// No free script slot (or worker) within the wait bound.
     Overloaded(&'static str),
     Spawn(SpawnError),
@@ -64,6 +67,8 @@ impl Error {
                 RouteError::Forbidden(_) => 403,
             },
             Error::MethodNotAllowed(_) => 405,
+            Error::Static(StaticError::MethodNotAllowed(_)) => 405,
+            Error::Static(StaticError::RangeNotSatisfiable(_)) => 416,
             Error::Overloaded(_) => 503,
             Error::Spawn(SpawnError::PermissionDenied(_)) => 403,
             Error::Spawn(_) => 500,
@@ -90,6 +95,20 @@ impl Error {
         );
         (self.status() < 500 || worker).then(|| self.to_string())
     }
+
+    /// Headers the status page of this error must carry (RFC 9110 §15.5.6, §15.5.17).
+    pub fn headers(&self) -> Vec<(String, Vec<u8>)> {
+        match self {
+            Error::Static(StaticError::MethodNotAllowed(_)) => {
+                vec![("Allow".to_owned(), b"GET, HEAD".to_vec())]
+            }
+            Error::Static(StaticError::RangeNotSatisfiable(len)) => vec![(
+                "Content-Range".to_owned(),
+                format!("bytes */{len}").into_bytes(),
+            )],
+            _ => Vec::new(),
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -99,6 +118,7 @@ impl fmt::Display for Error {
             Error::Body(e) => e.fmt(f),
             Error::Route(e) => e.fmt(f),
             Error::MethodNotAllowed(m) => write!(f, "method {m} not allowed here"),
+            Error::Static(e) => e.fmt(f),
             Error::Overloaded(what) => write!(f, "overloaded: {what}"),
             Error::Spawn(e) => e.fmt(f),
             Error::BadOutput(e) => write!(f, "bad script output: {e}"),
@@ -128,4 +148,4 @@ macro_rules! from {
 }
 
 from!(HeadError => Head, BodyError => Body, RouteError => Route, SpawnError => Spawn,
-      ResponseError => BadOutput);
+      ResponseError => BadOutput, StaticError => Static);

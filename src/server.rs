@@ -31,6 +31,8 @@ use crate::http::head::{self, Version};
 use crate::http::response::{self, error_page};
 use crate::limits::Enforcer;
 use crate::logger::Logger;
+use crate::site::Layout;
+use crate::status::Stats;
 
 /// How long a connection thread waits for the next request before parking the
 /// connection in the reactor.
@@ -54,6 +56,10 @@ pub struct Shared {
     pub pools: Arc<Pools>,
     pub external: HashMap<String, External>,
     pub limits: Arc<Enforcer>,
+    /// Script mounts, static root and document root, canonical.
+    pub layout: Layout,
+    /// Request counters and running scripts, for `/server-status`.
+    pub stats: Stats,
     stopping: AtomicBool,
     next_id: AtomicU64,
     live: Arc<AtomicUsize>,
@@ -133,16 +139,9 @@ pub struct Server {
 impl Server {
     /// Binds the listening socket and checks the configuration.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let cgi_dir = std::fs::canonicalize(&config.cgi_dir).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("script directory {}: {e}", config.cgi_dir.display()),
-            )
-        })?;
-        let document_root = match &config.document_root {
-            Some(r) => std::fs::canonicalize(r)?,
-            None => cgi_dir.parent().unwrap_or(&cgi_dir).to_path_buf(),
-        };
+        let layout = Layout::resolve(&config)?;
+        let cgi_dir = layout.cgi_dir.clone();
+        let document_root = layout.document_root.clone();
         let log = Arc::new(Logger::open(&config.error_log, config.access_log.as_ref())?);
         crate::sys::cloexec_inherited();
         let listener = TcpListener::bind(config.listen)?;
@@ -180,6 +179,8 @@ impl Server {
             site,
             log,
             children,
+            layout,
+            stats: Stats::default(),
             stopping: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             live: Arc::new(AtomicUsize::new(0)),

@@ -210,3 +210,51 @@ fn missing_cgi_dir_is_a_clear_startup_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
 }
+
+#[test]
+fn root_alone_serves_a_python_http_server_cgi_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("cgi-bin")).unwrap();
+    std::fs::write(site.join("index.html"), "<p>static</p>\n").unwrap();
+    write_script(&site.join("cgi-bin/hello"), HELLO_SCRIPT);
+    write_script(&site.join("htbin/env"), ENV_SCRIPT);
+    let (mut child, addr) = start(&["--listen", "127.0.0.1:0", "--root", "site"], dir.path());
+    assert_eq!(get(addr, "/").text(), "<p>static</p>\n");
+    assert_eq!(get(addr, "/cgi-bin/hello").text(), "hello\n");
+    let env = get(addr, "/htbin/env");
+    let root = std::fs::canonicalize(&site).unwrap();
+    assert_eq!(env.var("DOCUMENT_ROOT"), Some(root.display().to_string()));
+    assert!(stop(&mut child).success());
+}
+
+#[test]
+fn public_is_served_by_default_beside_cgi_bin() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("public")).unwrap();
+    std::fs::write(dir.path().join("public/a.txt"), "from public\n").unwrap();
+    write_script(&dir.path().join("cgi-bin/hello"), HELLO_SCRIPT);
+    let (mut child, addr) = start(&["--listen", "127.0.0.1:0"], dir.path());
+    assert_eq!(get(addr, "/a.txt").text(), "from public\n");
+    assert_eq!(get(addr, "/cgi-bin/hello").text(), "hello\n");
+    // No index.html in public/: the landing page lists the scripts.
+    assert!(get(addr, "/").text().contains("href=\"/cgi-bin/hello\""));
+    assert!(stop(&mut child).success());
+}
+
+#[test]
+fn static_options_are_checked_at_startup() {
+    for args in [
+        &["--try-files", "$uri nowhere"][..],
+        &["--try-files", "$uri /cgi-bin/app?x=1"][..],
+        &["--status-allow", "10.0.0.0/40"][..],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?} accepted");
+    }
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--root", "--try-files", "--no-status", "--status-allow"] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}

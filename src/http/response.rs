@@ -132,6 +132,18 @@ pub fn error_page(
     keep_alive: bool,
     version: Version,
 ) -> Vec<u8> {
+    error_page_with(status, detail, Vec::new(), keep_alive, version)
+}
+
+/// [`error_page`] with headers the error needs (`Allow`, `Content-Range`); an `Allow`
+/// given here replaces the default one of a 405.
+pub fn error_page_with(
+    status: u16,
+    detail: Option<&str>,
+    extra: Vec<(String, Vec<u8>)>,
+    keep_alive: bool,
+    version: Version,
+) -> Vec<u8> {
     let mut body = format!("{status} {}\n", reason(status));
     if let Some(d) = detail {
         body.push_str(d);
@@ -141,7 +153,9 @@ pub fn error_page(
         "Content-Type".to_owned(),
         b"text/plain; charset=utf-8".to_vec(),
     )];
-    if status == 405 {
+    let has_allow = extra.iter().any(|(n, _)| n.eq_ignore_ascii_case("allow"));
+    headers.extend(extra);
+    if status == 405 && !has_allow {
         headers.push((
             "Allow".to_owned(),
             b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS".to_vec(),

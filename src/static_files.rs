@@ -1,0 +1,597 @@
+//! Static files under the document root: the safe lookup (no path outside the root,
+//! nothing from inside a script directory), Content-Type by extension, validators
+//! (Last-Modified, a weak ETag) and conditional requests, single byte ranges, HEAD, and
+//! the body itself, sent with sendfile(2) so a large file never sits in memory.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::Error;
+use crate::http::conn::Conn;
+use crate::http::head::Request;
+use crate::http::response::{self, BodyFraming, Head};
+use crate::route::RouteError;
+
+/// Files up to this size go out in the same write as the head: one syscall, one packet.
+const INLINE_MAX: u64 = 64 * 1024;
+/// Largest count passed to one sendfile(2) call.
+const SENDFILE_CHUNK: u64 = 1 << 30;
+
+/// Why a static request is refused, beyond not-found and forbidden.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StaticError {
+    /// Only GET and HEAD read files (and the server's own pages).
+    MethodNotAllowed(String),
+    /// A byte range that starts past the end; carries the file's length.
+    RangeNotSatisfiable(u64),
+}
+
+impl fmt::Display for StaticError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StaticError::MethodNotAllowed(m) => write!(f, "method {m} not allowed for a file"),
+            StaticError::RangeNotSatisfiable(len) => {
+                write!(f, "range not satisfiable (length {len})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StaticError {}
+
+/// What a clean URL path names under the root.
+#[derive(Debug)]
+pub enum Found {
+    File(PathBuf),
+    Dir(PathBuf),
+}
+
+/// Finds `clean` (decoded, normalized: no `..` left) under `root`, which must be
+/// canonical. Symlinks may be used as long as they end inside the root; nothing inside
+/// one of the canonical `scripts` directories is ever a static file, so a script's
+/// source cannot be read by a path that avoids its mount.
+pub fn lookup(root: &Path, clean: &str, scripts: &[&Path]) -> Result<Found, RouteError> {
+    let mut path = root.to_path_buf();
+    let mut via_symlink = false;
+    let mut meta: Option<fs::Metadata> = None;
+    for seg in clean.split('/').filter(|s| !s.is_empty()) {
+        if let Some(m) = &meta
+            && !m.is_dir()
+        {
+            // `/file.txt/more`: a file is not a directory (ENOTDIR), so not found.
+            return Err(RouteError::NotFound);
+        }
+        path.push(seg);
+        let mut m = fs::symlink_metadata(&path).map_err(not_there)?;
+        if m.file_type().is_symlink() {
+            via_symlink = true;
+            m = fs::metadata(&path).map_err(not_there)?;
+        }
+        meta = Some(m);
+    }
+    // As in route::resolve: without a symlink on the way, `root` + clean segments is
+    // already canonical; after one, only where the path really ends counts.
+    if via_symlink {
+        path = fs::canonicalize(&path).map_err(not_there)?;
+        if !path.starts_with(root) {
+            return Err(RouteError::Forbidden("resolves outside the document root"));
+        }
+    }
+    if scripts.iter().any(|dir| path.starts_with(dir)) {
+        return Err(RouteError::Forbidden("inside a script directory"));
+    }
+    match meta {
+        None => Ok(Found::Dir(path)),
+        Some(m) if m.is_dir() => Ok(Found::Dir(path)),
+        // A FIFO or device would block or never end; only regular files are served.
+        Some(m) if m.is_file() => Ok(Found::File(path)),
+        Some(_) => Err(RouteError::Forbidden("not a regular file")),
+    }
+}
+
+fn not_there(e: io::Error) -> RouteError {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => RouteError::Forbidden("permission denied"),
+        _ => RouteError::NotFound,
+    }
+}
+
+/// The Content-Type for a file name; text gets UTF-8 since that is what files are now.
+pub fn content_type(path: &Path) -> String {
+    let mime = mime_guess::from_path(path)
+        .first_raw()
+        .unwrap_or("application/octet-stream");
+    if mime.starts_with("text/") || mime == "application/javascript" {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_owned()
+    }
+}
+
+/// What conditional requests compare against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validators {
+    pub len: u64,
+    /// Modification time cut to whole seconds, as HTTP dates carry it.
+    pub modified: SystemTime,
+    pub etag: String,
+}
+
+impl Validators {
+    pub fn new(len: u64, mtime: SystemTime) -> Validators {
+        let since = mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
+        Validators {
+            len,
+            modified: UNIX_EPOCH + Duration::from_secs(since.as_secs()),
+            etag: etag(len, since),
+        }
+    }
+
+    pub fn last_modified(&self) -> String {
+        httpdate::fmt_http_date(self.modified)
+    }
+}
+
+/// A weak tag from size and modification time: it changes whenever either does, and
+/// is weak because a same-size rewrite within one timestamp tick would keep it.
+pub fn etag(len: u64, mtime: Duration) -> String {
+    format!("W/\"{len:x}-{:x}\"", mtime.as_nanos())
+}
+
+/// Does `If-None-Match` (or, without it, `If-Modified-Since`) say the client's copy is
+/// current (RFC 9110 §13.2.2 order)?
+pub fn not_modified(
+    if_none_match: Option<&[u8]>,
+    if_modified_since: Option<&[u8]>,
+    v: &Validators,
+) -> bool {
+    if let Some(list) = if_none_match {
+        return etag_matches(list, &v.etag);
+    }
+    let since = if_modified_since
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| httpdate::parse_http_date(d.trim()).ok());
+    since.is_some_and(|since| v.modified <= since)
+}
+
+/// Weak comparison of `etag` against an `If-None-Match` list (or `*`).
+fn etag_matches(list: &[u8], etag: &str) -> bool {
+    let Ok(list) = std::str::from_utf8(list) else {
+        return false;
+    };
+    let ours = opaque(etag);
+    list.split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || opaque(t) == ours)
+}
+
+fn opaque(tag: &str) -> &str {
+    tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+/// Which part of the file to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    Full,
+    /// First and last byte, inclusive.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// The span a GET asks for with `Range` (and `If-Range`). Anything we do not handle —
+/// several ranges, other units, bad syntax, a failed `If-Range` — means the whole file,
+/// which RFC 9110 §14.2 allows.
+pub fn span(range: Option<&[u8]>, if_range: Option<&[u8]>, v: &Validators) -> Span {
+    let Some(range) = range.and_then(|r| std::str::from_utf8(r).ok()) else {
+        return Span::Full;
+    };
+    if let Some(cond) = if_range.and_then(|c| std::str::from_utf8(c).ok()) {
+        let cond = cond.trim();
+        // Entity tags need the strong comparison here, which our weak tag never passes.
+        let fresh = !cond.starts_with('"')
+            && !cond.starts_with("W/")
+            && httpdate::parse_http_date(cond).is_ok_and(|d| d == v.modified);
+        if !fresh {
+            return Span::Full;
+        }
+    }
+    parse_range(range, v.len)
+}
+
+/// One `bytes=` range against a file of `len` bytes.
+pub fn parse_range(value: &str, len: u64) -> Span {
+    let Some((unit, set)) = value.trim().split_once('=') else {
+        return Span::Full;
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") || set.contains(',') {
+        return Span::Full;
+    }
+    let Some((first, last)) = set.trim().split_once('-') else {
+        return Span::Full;
+    };
+    let num = |s: &str| -> Option<u64> {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match (first.trim().is_empty(), num(first), num(last)) {
+        // `-N`: the last N bytes.
+        (true, _, Some(n)) => match (n, len) {
+            (0, _) => Span::Unsatisfiable,
+            (_, 0) => Span::Full,
+            (n, len) => Span::Part(len.saturating_sub(n), len - 1),
+        },
+        (false, Some(a), None) if last.trim().is_empty() => {
+            if a >= len {
+                Span::Unsatisfiable
+            } else {
+                Span::Part(a, len - 1)
+            }
+        }
+        (false, Some(a), Some(b)) if a <= b => {
+            if a >= len {
+                Span::Unsatisfiable
+            } else {
+                Span::Part(a, b.min(len - 1))
+            }
+        }
+        _ => Span::Full,
+    }
+}
+
+/// What went out for one static response.
+#[derive(Debug)]
+pub struct Sent {
+    pub status: u16,
+    pub bytes: u64,
+    /// The body was cut short after the head went out (logged by the caller).
+    pub error: Option<String>,
+}
+
+/// Answers a GET or HEAD for the regular file at `path`.
+pub fn serve_file(conn: &mut Conn, req: &Request, path: &Path) -> Result<Sent, Error> {
+    let file = File::open(path).map_err(|e| Error::Route(not_there(e)))?;
+    // Validators from the open file, so they describe exactly what we send.
+    let meta = file.metadata().map_err(Error::Internal)?;
+    let v = Validators::new(meta.len(), meta.modified().unwrap_or(UNIX_EPOCH));
+    let mut headers = vec![
+        ("Last-Modified".to_owned(), v.last_modified().into_bytes()),
+        ("ETag".to_owned(), v.etag.clone().into_bytes()),
+    ];
+    if not_modified(
+        req.header("if-none-match"),
+        req.header("if-modified-since"),
+        &v,
+    ) {
+        return send_head_only(conn, req, 304, &headers, None);
+    }
+    headers.push(("Content-Type".to_owned(), content_type(path).into_bytes()));
+    headers.push(("Accept-Ranges".to_owned(), b"bytes".to_vec()));
+    // RFC 9110 §14.2: Range is defined for GET only.
+    let wanted = if req.method == "GET" {
+        span(req.header("range"), req.header("if-range"), &v)
+    } else {
+        Span::Full
+    };
+    let (status, start, count) = match wanted {
+        Span::Full => (200, 0, v.len),
+        Span::Part(a, b) => {
+            let range = format!("bytes {a}-{b}/{}", v.len);
+            headers.push(("Content-Range".to_owned(), range.into_bytes()));
+            (206, a, b - a + 1)
+        }
+        Span::Unsatisfiable => return Err(StaticError::RangeNotSatisfiable(v.len).into()),
+    };
+    if req.is_head() {
+        return send_head_only(conn, req, status, &headers, Some(count));
+    }
+    let mut out = head_bytes(conn, req, status, &headers, Some(count));
+    if count <= INLINE_MAX {
+        let at = out.len();
+        out.resize(at + count as usize, 0);
+        file.read_exact_at(&mut out[at..], start)
+            .map_err(Error::Internal)?;
+        conn.write_all(&out)
+            .map_err(|e| Error::ClientGone(e.to_string()))?;
+        return Ok(Sent {
+            status,
+            bytes: count,
+            error: None,
+        });
+    }
+    conn.write_all(&out)
+        .map_err(|e| Error::ClientGone(e.to_string()))?;
+    let (bytes, error) = match send_range(conn, &file, start, count) {
+        Ok(()) => (count, None),
+        Err((sent, e)) => {
+            // The length is announced, so the client can tell the body is short.
+            conn.reusable = false;
+            (sent, Some(e.to_string()))
+        }
+    };
+    Ok(Sent {
+        status,
+        bytes,
+        error,
+    })
+}
+
+/// Sends a response whose body is already in memory (the server's own pages).
+pub fn send_memory(
+    conn: &mut Conn,
+    req: &Request,
+    status: u16,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+) -> Result<Sent, Error> {
+    let len = body.len() as u64;
+    if req.is_head() {
+        return send_head_only(conn, req, status, headers, Some(len));
+    }
+    let mut out = head_bytes(conn, req, status, headers, Some(len));
+    out.extend_from_slice(body);
+    conn.write_all(&out)
+        .map_err(|e| Error::ClientGone(e.to_string()))?;
+    Ok(Sent {
+        status,
+        bytes: len,
+        error: None,
+    })
+}
+
+/// The head for a response with a body of `len` bytes (or none for 304).
+fn head_bytes(
+    conn: &mut Conn,
+    req: &Request,
+    status: u16,
+    headers: &[(String, Vec<u8>)],
+    len: Option<u64>,
+) -> Vec<u8> {
+    if conn.body_unread {
+        // A body sent with a GET is not read; the connection cannot carry another request.
+        conn.reusable = false;
+    }
+    let framing = BodyFraming::choose(req, status, len);
+    let mut out = Vec::with_capacity(512);
+    response::write_head(
+        &mut out,
+        &Head {
+            status,
+            reason: response::reason(status),
+            headers,
+            framing,
+            announce_length: len.filter(|_| status != 304),
+            keep_alive: conn.reusable,
+            version: req.version,
+        },
+    );
+    out
+}
+
+fn send_head_only(
+    conn: &mut Conn,
+    req: &Request,
+    status: u16,
+    headers: &[(String, Vec<u8>)],
+    len: Option<u64>,
+) -> Result<Sent, Error> {
+    let out = head_bytes(conn, req, status, headers, len);
+    conn.write_all(&out)
+        .map_err(|e| Error::ClientGone(e.to_string()))?;
+    Ok(Sent {
+        status,
+        bytes: 0,
+        error: None,
+    })
+}
+
+/// Sends `count` bytes of `file` from `start` to the client: sendfile(2) from the page
+/// cache straight to the socket, or a fixed-buffer copy where the kernel refuses.
+/// On failure, says how much went out.
+fn send_range(
+    conn: &mut Conn,
+    file: &File,
+    start: u64,
+    count: u64,
+) -> Result<(), (u64, io::Error)> {
+    let mut sent = 0;
+    while sent < count {
+        let mut offset = (start + sent) as libc::off_t;
+        let chunk = (count - sent).min(SENDFILE_CHUNK) as usize;
+        // SAFETY: both descriptors stay open for the call and `offset` is a live local;
+        // the socket is blocking with SO_SNDTIMEO, so a stalled client ends in EAGAIN.
+        let n = unsafe { libc::sendfile(conn.fd(), file.as_raw_fd(), &mut offset, chunk) };
+        if n > 0 {
+            sent += n as u64;
+            continue;
+        }
+        if n == 0 {
+            return Err((
+                sent,
+                io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while sent"),
+            ));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::EINVAL | libc::ENOSYS) if sent == 0 => {
+                return copy_range(conn, file, start, count);
+            }
+            Some(libc::EAGAIN) => {
+                return Err((
+                    sent,
+                    io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"),
+                ));
+            }
+            _ => return Err((sent, e)),
+        }
+    }
+    Ok(())
+}
+
+fn copy_range(
+    conn: &mut Conn,
+    file: &File,
+    start: u64,
+    count: u64,
+) -> Result<(), (u64, io::Error)> {
+    let mut buf = vec![0u8; INLINE_MAX as usize];
+    let mut sent = 0;
+    while sent < count {
+        let want = (count - sent).min(buf.len() as u64) as usize;
+        let n = match file.read_at(&mut buf[..want], start + sent) {
+            Ok(0) => {
+                return Err((
+                    sent,
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while sent"),
+                ));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err((sent, e)),
+        };
+        conn.write_all(&buf[..n]).map_err(|e| (sent, e))?;
+        sent += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn v(len: u64) -> Validators {
+        Validators::new(len, UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789))
+    }
+
+    #[test]
+    fn types() {
+        assert_eq!(
+            content_type(Path::new("a.html")),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(content_type(Path::new("a.css")), "text/css; charset=utf-8");
+        assert_eq!(content_type(Path::new("a.png")), "image/png");
+        assert_eq!(content_type(Path::new("a.json")), "application/json");
+        assert_eq!(content_type(Path::new("noext")), "application/octet-stream");
+    }
+
+    #[test]
+    fn validators() {
+        let a = v(10);
+        assert_eq!(
+            a.etag,
+            format!("W/\"a-{:x}\"", 1_700_000_000_123_456_789u128)
+        );
+        assert_eq!(a.last_modified(), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_ne!(a.etag, v(11).etag);
+        let lm = a.last_modified();
+        assert!(not_modified(None, Some(lm.as_bytes()), &a));
+        assert!(!not_modified(
+            None,
+            Some(b"Tue, 14 Nov 2023 22:13:19 GMT"),
+            &a
+        ));
+        assert!(not_modified(
+            None,
+            Some(b"Wed, 15 Nov 2023 00:00:00 GMT"),
+            &a
+        ));
+        assert!(!not_modified(None, Some(b"garbage"), &a));
+        let tag = a.etag.clone();
+        assert!(not_modified(Some(tag.as_bytes()), None, &a));
+        assert!(not_modified(
+            Some(tag.trim_start_matches("W/").as_bytes()),
+            None,
+            &a
+        ));
+        assert!(not_modified(
+            Some(format!("\"x\", {tag}").as_bytes()),
+            None,
+            &a
+        ));
+        assert!(not_modified(Some(b"*"), None, &a));
+        // If-None-Match wins over a matching date.
+        assert!(!not_modified(Some(b"\"other\""), Some(lm.as_bytes()), &a));
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-4", 10), Span::Part(0, 4));
+        assert_eq!(parse_range("bytes=5-", 10), Span::Part(5, 9));
+        assert_eq!(parse_range("bytes=-3", 10), Span::Part(7, 9));
+        assert_eq!(parse_range("bytes=-30", 10), Span::Part(0, 9));
+        assert_eq!(parse_range("bytes=2-100", 10), Span::Part(2, 9));
+        assert_eq!(parse_range("bytes=10-", 10), Span::Unsatisfiable);
+        assert_eq!(parse_range("bytes=10-20", 10), Span::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 10), Span::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,3-4", 10), Span::Full);
+        assert_eq!(parse_range("bytes=4-2", 10), Span::Full);
+        assert_eq!(parse_range("items=0-1", 10), Span::Full);
+        assert_eq!(parse_range("bytes=a-b", 10), Span::Full);
+        assert_eq!(parse_range("bytes=-5", 0), Span::Full);
+        assert_eq!(parse_range("bytes=0-", 0), Span::Unsatisfiable);
+    }
+
+    #[test]
+    fn if_range() {
+        let a = v(10);
+        let lm = a.last_modified();
+        assert_eq!(
+            span(Some(b"bytes=0-1"), Some(lm.as_bytes()), &a),
+            Span::Part(0, 1)
+        );
+        assert_eq!(
+            span(
+                Some(b"bytes=0-1"),
+                Some(b"Mon, 13 Nov 2023 00:00:00 GMT"),
+                &a
+            ),
+            Span::Full
+        );
+        assert_eq!(
+            span(Some(b"bytes=0-1"), Some(a.etag.as_bytes()), &a),
+            Span::Full
+        );
+        assert_eq!(span(None, None, &a), Span::Full);
+    }
+
+    #[test]
+    fn lookups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = fs::canonicalize(tmp.path()).unwrap();
+        let root = base.join("site");
+        fs::create_dir_all(root.join("docs")).unwrap();
+        fs::create_dir_all(root.join("cgi-bin")).unwrap();
+        fs::write(root.join("docs/a.txt"), "a").unwrap();
+        fs::write(root.join("cgi-bin/app"), "secret").unwrap();
+        fs::write(base.join("outside.txt"), "no").unwrap();
+        symlink(base.join("outside.txt"), root.join("out")).unwrap();
+        symlink(&base, root.join("updir")).unwrap();
+        symlink(root.join("docs/a.txt"), root.join("in")).unwrap();
+        symlink(root.join("cgi-bin/app"), root.join("app-src")).unwrap();
+        let scripts = [root.join("cgi-bin")];
+        let scripts: Vec<&Path> = scripts.iter().map(PathBuf::as_path).collect();
+        let l = |p: &str| lookup(&root, p, &scripts);
+        assert!(matches!(l("/docs/a.txt"), Ok(Found::File(p)) if p == root.join("docs/a.txt")));
+        assert!(matches!(l("/docs/"), Ok(Found::Dir(_))));
+        assert!(matches!(l("/"), Ok(Found::Dir(p)) if p == root));
+        assert!(matches!(l("/in"), Ok(Found::File(p)) if p == root.join("docs/a.txt")));
+        assert_eq!(l("/missing").unwrap_err(), RouteError::NotFound);
+        assert_eq!(l("/docs/a.txt/x").unwrap_err(), RouteError::NotFound);
+        assert!(matches!(l("/out"), Err(RouteError::Forbidden(_))));
+        assert!(matches!(
+            l("/updir/outside.txt"),
+            Err(RouteError::Forbidden(_))
+        ));
+        assert!(matches!(l("/cgi-bin/app"), Err(RouteError::Forbidden(_))));
+        assert!(matches!(l("/app-src"), Err(RouteError::Forbidden(_))));
+    }
+}
