@@ -29,6 +29,8 @@ pub struct Call<'a> {
     pub script: &'a Script,
     /// Prefix for this request's log lines.
     pub tag: &'a str,
+    /// The request's number (for the status page's in-flight table).
+    pub id: u64,
 }
 
 /// What the access log records about a request besides its line.
@@ -222,6 +224,7 @@ fn answer_fastcgi(
                 req,
                 script: &script,
                 tag,
+                id: record.id,
             };
             fastcgi::run_external(call, backend, body, settings)?
         }
@@ -237,6 +240,7 @@ fn answer_fastcgi(
                 req,
                 script: &script,
                 tag,
+                id: record.id,
             };
             fastcgi::run_pooled(call, body, &settings)?
         }
@@ -276,6 +280,7 @@ fn answer_cgi(
         req,
         script: &script,
         tag,
+        id: record.id,
     };
     // Counted as it starts, so the status page's rate includes scripts still running.
     shared.stats.spawned();

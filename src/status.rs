@@ -6,7 +6,6 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::{self, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -69,9 +68,10 @@ struct Running {
     method: String,
     target: String,
     script: String,
-    file: PathBuf,
     client: SocketAddr,
     started: Instant,
+    /// The script's process, or the worker serving it, once known.
+    pid: Option<i32>,
 }
 
 /// Counters and the in-flight table every connection thread updates. Counting a
@@ -163,12 +163,19 @@ impl Stats {
                 method: req.method.clone(),
                 target: req.target.clone(),
                 script: script.script_name.clone(),
-                file: script.file.clone(),
                 client,
                 started: Instant::now(),
+                pid: None,
             },
         );
         InFlight { stats: self, id }
+    }
+
+    /// Records which process serves in-flight request `id`.
+    pub fn set_pid(&self, id: u64, pid: i32) {
+        if let Some(r) = lock(&self.inflight).get_mut(&id) {
+            r.pid = Some(pid);
+        }
     }
 
     /// Requests answered so far, by model and status.
@@ -363,17 +370,15 @@ pub fn snapshot(shared: &Shared) -> Snapshot {
         .map(|(id, r)| (*id, r.clone()))
         .collect();
     running.sort_by_key(|(_, r)| r.started);
-    let pids = match_pids(&running, &tree, me as i32);
     let running = running
         .into_iter()
-        .zip(pids)
-        .map(|((id, r), pid)| RunningView {
+        .map(|(id, r)| RunningView {
             id,
             model: r.model,
             method: r.method,
             target: r.target,
             script: r.script,
-            pid,
+            pid: r.pid,
             age_ms: r.started.elapsed().as_millis() as u64,
             client: r.client.to_string(),
         })
@@ -383,15 +388,15 @@ pub fn snapshot(shared: &Shared) -> Snapshot {
         .status()
         .into_iter()
         .map(|p| PoolView {
-            idle: p.workers.len(),
+            idle: p.workers.iter().filter(|w| !w.busy).count(),
             workers: p
                 .workers
                 .iter()
                 .map(|w| WorkerView {
                     pid: w.pid,
-                    state: "idle",
+                    state: if w.busy { "busy" } else { "idle" },
                     served: w.served,
-                    idle_ms: w.idle_for.as_millis() as u64,
+                    idle_ms: if w.busy { 0 } else { w.for_.as_millis() as u64 },
                     rss_kib: tree.iter().find(|t| t.pid == w.pid).map(|t| t.rss_kib),
                 })
                 .collect(),
@@ -436,33 +441,6 @@ pub fn snapshot(shared: &Shared) -> Snapshot {
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
-}
-
-/// The models start scripts and report their pids only when the request ends, so the
-/// page finds a running CGI script's process in /proc: a child of the server whose
-/// command line names the script's file and that started after the request did.
-/// Each process is given to one request at most, oldest requests first.
-fn match_pids(running: &[(u64, Running)], tree: &[Proc], me: i32) -> Vec<Option<i32>> {
-    let mut taken: Vec<i32> = Vec::new();
-    running
-        .iter()
-        .map(|(_, r)| {
-            if r.model != Model::Cgi {
-                return None;
-            }
-            let file = r.file.to_string_lossy();
-            // /proc start times tick at 10 ms; allow for that.
-            let age = r.started.elapsed() + Duration::from_millis(20);
-            let pid = tree
-                .iter()
-                .filter(|p| p.ppid == me && p.age <= age && !taken.contains(&p.pid))
-                .filter(|p| p.cmdline.iter().any(|a| *a == file))
-                .max_by_key(|p| p.age)
-                .map(|p| p.pid)?;
-            taken.push(pid);
-            Some(pid)
-        })
-        .collect()
 }
 
 /// The page as JSON.

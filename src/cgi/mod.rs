@@ -47,6 +47,7 @@ pub fn run(call: Call<'_>, body: Prepared, mut settings: relay::Settings) -> Res
         req,
         script,
         tag,
+        id,
     } = call;
     let (input, mut body_in, length) = match body {
         Prepared::None => (Input::Null, BodyIn::None, None),
@@ -87,6 +88,7 @@ pub fn run(call: Call<'_>, body: Prepared, mut settings: relay::Settings) -> Res
     let spawned_at = Instant::now();
     settings.timing.spawn = spawned_at - spawn_started;
     let pid = spawned.pid;
+    shared.stats.set_pid(id, pid);
     let child = Child::adopt(pid, shared.children.clone());
     let mut backend = CgiScript {
         stdin: spawned

@@ -68,6 +68,7 @@ pub fn run_pooled(
         req,
         script,
         tag,
+        id,
     } = call;
     let (mut body, length) = body_in(body);
     let params = env::meta_variables(req, script, conn.ends, length, &shared.site);
@@ -78,6 +79,7 @@ pub fn run_pooled(
     loop {
         let asked = Instant::now();
         let mut worker = pool.acquire()?;
+        shared.stats.set_pid(id, worker.pid);
         let cold = worker.served == 0;
         let mut settings = settings();
         // A cold worker's start is its own phase, not queueing.
@@ -152,6 +154,7 @@ pub fn run_external(
         req,
         script,
         tag,
+        id: _,
     } = call;
     let (mut body, length) = body_in(body);
     let params = env::meta_variables(req, script, conn.ends, length, &shared.site);

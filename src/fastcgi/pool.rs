@@ -83,7 +83,10 @@ pub struct PoolStatus {
 pub struct WorkerStatus {
     pub pid: i32,
     pub served: u64,
-    pub idle_for: Duration,
+    /// Busy (serving a request) or idle.
+    pub busy: bool,
+    /// How long it has been in that state.
+    pub for_: Duration,
 }
 
 impl Pools {
@@ -205,6 +208,8 @@ struct State {
     last_failure: Option<String>,
     /// Requests blocked in `acquire`; nobody to wake means no wake-up call.
     waiting: usize,
+    /// Workers out on a request: pid → (requests served, since when).
+    busy: HashMap<i32, (u64, Instant)>,
 }
 
 /// How a request ended for the worker that served it.
@@ -236,6 +241,7 @@ impl Pool {
             // No liveness probe here: a kept connection the worker closed fails on
             // our first write, and the request then goes to another worker.
             if let Some(w) = st.idle.pop() {
+                st.busy.insert(w.pid, (w.served, Instant::now()));
                 return Ok(w);
             }
             let now = Instant::now();
@@ -245,12 +251,17 @@ impl Pool {
                 st.total += 1;
                 st.spawned += 1;
                 drop(st);
-                return self.spawn().inspect_err(|e| {
-                    let mut st = lock(&self.state);
-                    st.total -= 1;
-                    self.record_failure(&mut st, &e.to_string());
-                    self.freed.notify_one();
-                });
+                return self
+                    .spawn()
+                    .inspect(|w| {
+                        lock(&self.state).busy.insert(w.pid, (0, Instant::now()));
+                    })
+                    .inspect_err(|e| {
+                        let mut st = lock(&self.state);
+                        st.total -= 1;
+                        self.record_failure(&mut st, &e.to_string());
+                        self.freed.notify_one();
+                    });
             }
             if throttled && st.total == 0 {
                 let why = st.last_failure.clone().unwrap_or_default();
@@ -283,6 +294,7 @@ impl Pool {
     /// Gives a worker back after a request.
     pub fn release(&self, mut w: Worker, verdict: Verdict, why: Option<&str>) {
         let mut st = lock(&self.state);
+        st.busy.remove(&w.pid);
         let wake = st.waiting > 0;
         w.last_used = Instant::now();
         match verdict {
@@ -457,8 +469,15 @@ impl Pool {
                 .map(|w| WorkerStatus {
                     pid: w.pid,
                     served: w.served,
-                    idle_for: w.last_used.elapsed(),
+                    busy: false,
+                    for_: w.last_used.elapsed(),
                 })
+                .chain(st.busy.iter().map(|(&pid, &(served, since))| WorkerStatus {
+                    pid,
+                    served,
+                    busy: true,
+                    for_: since.elapsed(),
+                }))
                 .collect(),
             busy: st.total - st.idle.len(),
             spawned: st.spawned,

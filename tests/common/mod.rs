@@ -177,6 +177,17 @@ impl Client {
         self.stream.write_all(bytes).expect("send");
     }
 
+    /// One `read` of the raw socket, retried if a signal interrupts it.
+    pub fn read_some(&mut self, buf: &mut [u8]) -> usize {
+        loop {
+            match self.stream.read(buf) {
+                Ok(n) => return n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
     /// Like `send`, but reports a failure (the server may close an idle connection).
     pub fn try_send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)
