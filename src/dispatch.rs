@@ -178,7 +178,13 @@ fn answer_script(
 }
 
 /// The relay settings for one request (a fresh set per attempt).
-fn relay_settings(shared: &Shared, req: &Request, keep_alive: bool, raw: bool) -> relay::Settings {
+fn relay_settings(
+    shared: &Shared,
+    req: &Request,
+    keep_alive: bool,
+    raw: bool,
+    started: Instant,
+) -> relay::Settings {
     let config = &shared.config;
     relay::Settings {
         deadline: Instant::now() + config.timeout,
@@ -187,7 +193,10 @@ fn relay_settings(shared: &Shared, req: &Request, keep_alive: bool, raw: bool) -
         raw,
         send_continue: req.expect_continue,
         keep_alive,
-        timing: relay::Timing::new(config.server_timing && !raw),
+        timing: relay::Timing {
+            start: started,
+            ..relay::Timing::new(config.server_timing && !raw)
+        },
         max_output: config.limits.output,
     }
 }
@@ -214,36 +223,19 @@ fn answer_fastcgi(
         .running(record.id, Model::FastCgi, req, &script, conn.ends.remote);
     let body = prepare_body(shared, conn, req)?;
     let keep_alive = conn.reusable;
+    let started = record.started;
+    let settings = || relay_settings(shared, req, keep_alive, false, started);
+    let call = Call {
+        shared,
+        conn,
+        req,
+        script: &script,
+        tag,
+        id: record.id,
+    };
     let served = match external {
-        Some(backend) => {
-            let mut settings = relay_settings(shared, req, keep_alive, false);
-            settings.timing.start = record.started;
-            let call = Call {
-                shared,
-                conn,
-                req,
-                script: &script,
-                tag,
-                id: record.id,
-            };
-            fastcgi::run_external(call, backend, body, settings)?
-        }
-        None => {
-            let settings = || {
-                let mut s = relay_settings(shared, req, keep_alive, false);
-                s.timing.start = record.started;
-                s
-            };
-            let call = Call {
-                shared,
-                conn,
-                req,
-                script: &script,
-                tag,
-                id: record.id,
-            };
-            fastcgi::run_pooled(call, body, &settings)?
-        }
+        Some(backend) => fastcgi::run_external(call, backend, body, &settings)?,
+        None => fastcgi::run_pooled(call, body, &settings)?,
     };
     record.extra = format!(" worker={}", served.pid);
     finish(shared, served.outcome, tag, record)
@@ -271,8 +263,7 @@ fn answer_cgi(
         .stats
         .running(record.id, Model::Cgi, req, &script, conn.ends.remote);
     let body = prepare_body(shared, conn, req)?;
-    let mut settings = relay_settings(shared, req, conn.reusable, script.nph);
-    settings.timing.start = record.started;
+    let mut settings = relay_settings(shared, req, conn.reusable, script.nph, record.started);
     settings.timing.queue = queued.elapsed();
     let call = Call {
         shared,

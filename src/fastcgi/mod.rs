@@ -146,7 +146,7 @@ pub fn run_external(
     call: Call<'_>,
     backend: &External,
     body: Prepared,
-    settings: relay::Settings,
+    settings: &dyn Fn() -> relay::Settings,
 ) -> Result<Served, Error> {
     let Call {
         shared,
@@ -165,7 +165,7 @@ pub fn run_external(
     );
     let has_body = !matches!(body, BodyIn::None);
     let mut ex = Exchange::new(&mut stream, &params, false, false, has_body, log)?;
-    let outcome = relay::run(conn, req, &mut body, &mut ex, settings);
+    let outcome = relay::run(conn, req, &mut body, &mut ex, settings());
     if client_left(&outcome) {
         ex.abort(ABORT_WAIT);
     }
