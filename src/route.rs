@@ -43,32 +43,41 @@ impl std::error::Error for RouteError {}
 /// Percent-decodes a URL path. `%2F` and `%00` are refused: a decoded slash would change
 /// which file a path names, and a NUL cannot be part of one.
 pub fn decode_path(raw: &str) -> Result<String, RouteError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%00") || raw.contains('\0') {
+        return Err(RouteError::NotFound);
+    }
+    let bytes =
+        percent_decode(raw.as_bytes()).ok_or(RouteError::BadPath("invalid percent-encoding"))?;
+    String::from_utf8(bytes).map_err(|_| RouteError::BadPath("path is not UTF-8"))
+}
+
+/// Decodes `%XX` escapes; `None` when one is not `%` and two hex digits.
+pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
     let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or(RouteError::BadPath("invalid percent-encoding"))?;
-                match hex {
-                    0 => return Err(RouteError::NotFound),
-                    b'/' => return Err(RouteError::NotFound),
-                    b => out.push(b),
-                }
-                i += 3;
-            }
-            0 => return Err(RouteError::NotFound),
-            b => {
-                out.push(b);
-                i += 1;
-            }
+    while i < s.len() {
+        if s[i] == b'%' {
+            let hi = hex_value(*s.get(i + 1)?)?;
+            let lo = hex_value(*s.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| RouteError::BadPath("path is not UTF-8"))
+    Some(out)
+}
+
+/// Strictly one hex digit (`u8::from_str_radix` would also take a sign).
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Removes `.` and `..` segments and repeated slashes (RFC 3986 §5.2.4); a path that
@@ -218,6 +227,12 @@ mod tests {
         assert!(matches!(decode_path("/a%zz"), Err(RouteError::BadPath(_))));
         assert!(matches!(decode_path("/a%4"), Err(RouteError::BadPath(_))));
         assert!(matches!(decode_path("/%ff"), Err(RouteError::BadPath(_))));
+        // Found by fuzzing: from_str_radix accepts a sign, so "%+f" was byte 0x0f.
+        assert!(matches!(
+            decode_path("/cgi-bin/%+f"),
+            Err(RouteError::BadPath(_))
+        ));
+        assert!(matches!(decode_path("/%-1"), Err(RouteError::BadPath(_))));
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-const SLOW_SCRIPT: &str =
-    "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nsleep 3\necho done\n";
+/// Runs until the test creates `release` beside it (at most 30 s), so timing on a
+/// loaded machine cannot end it before the test has looked at it.
+const SLOW_SCRIPT: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\ni=0\nwhile [ ! -e release ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done\necho done\n";
 const PY_SCRIPT: &str = "#!/usr/bin/env python3\nprint('Content-Type: text/plain\\n\\nhi')\n";
 
 fn json_status(s: &TestServer) -> Value {
@@ -113,6 +114,7 @@ fn landing_page_and_status_list_a_running_slow_script() {
     assert!(html.contains("/cgi-bin/slow"), "{html}");
     assert!(html.contains("Running scripts: 1"));
 
+    std::fs::write(s.cgi_dir().join("release"), "").unwrap();
     let done = slow.join().unwrap();
     assert_eq!(done.text(), "done\n");
     let after = json_status(&s);

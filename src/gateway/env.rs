@@ -196,20 +196,7 @@ pub fn argv_from_query(method: &str, query: Option<&str>) -> Vec<Vec<u8>> {
 }
 
 fn percent_decode_word(w: &str) -> Option<Vec<u8>> {
-    let b = w.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    (!out.contains(&0)).then_some(out)
+    crate::route::percent_decode(w.as_bytes()).filter(|word| !word.contains(&0))
 }
 
 #[cfg(test)]
@@ -360,6 +347,7 @@ mod tests {
         assert!(argv_from_query("POST", Some("a+b")).is_empty());
         assert!(argv_from_query("GET", Some("a+%zz")).is_empty());
         assert!(argv_from_query("GET", Some("a+%00")).is_empty());
+        assert!(argv_from_query("GET", Some("a+%+f")).is_empty());
         assert!(argv_from_query("GET", None).is_empty());
     }
 }
