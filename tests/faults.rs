@@ -11,8 +11,16 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Load-heavy tests take turns, so one's load does not skew another's timing.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[test]
 fn script_closing_stdout_early_ends_the_response_then_is_reaped() {
+    let _turn = heavy();
     let s = TestServer::with(&[], |c| c.timeout = Duration::from_secs(2));
     let dir = s.dir.path().to_path_buf();
     write_script(
@@ -37,6 +45,7 @@ fn script_closing_stdout_early_ends_the_response_then_is_reaped() {
 
 #[test]
 fn a_hundred_mib_of_stderr_blocks_nothing() {
+    let _turn = heavy();
     let s = TestServer::start(&[(
         "stderr100",
         "#!/usr/bin/env python3\nimport sys\nblock = (b'e' * 1023 + b'\\n') * 1024\nfor _ in range(100):\n    sys.stderr.buffer.write(block)\nsys.stdout.write('Content-Type: text/plain\\r\\n\\r\\nok')\n",
@@ -50,6 +59,7 @@ fn a_hundred_mib_of_stderr_blocks_nothing() {
 
 #[test]
 fn hundreds_of_hanging_scripts_all_time_out() {
+    let _turn = heavy();
     let s = TestServer::with(&[("hang", "#!/bin/sh\nexec sleep 60\n")], |c| {
         c.timeout = Duration::from_secs(2);
         c.threads = 256;
@@ -83,6 +93,7 @@ fn hundreds_of_hanging_scripts_all_time_out() {
 
 #[test]
 fn slowloris_does_not_delay_other_clients() {
+    let _turn = heavy();
     let s = TestServer::with(&[("hello", HELLO_SCRIPT)], |c| {
         c.head_timeout = Duration::from_secs(3);
         c.threads = 8;
@@ -248,6 +259,7 @@ fn running_out_of_descriptors_answers_503_and_recovers() {
 
 #[test]
 fn sigterm_lets_in_flight_requests_finish_within_the_grace() {
+    let _turn = heavy();
     let dir = tempfile::tempdir().unwrap();
     write_script(
         &dir.path().join("cgi-bin/slow"),
