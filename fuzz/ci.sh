@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz smoke test for CI: build every target, replay its checked-in corpus
 # (fuzz/corpus/<target>, -runs=0), then fuzz each one for FUZZ_SECONDS (default 20;
-# 0 skips the bounded runs). Exits non-zero on any crash, timeout, OOM or build error.
+# 0 skips the bounded runs) and replay the old crashers in fuzz/artifacts-found/.
+# Exits non-zero on any crash, timeout, OOM or build error.
 #
 #   bash fuzz/ci.sh                   # from anywhere in the repository
 #   FUZZ_SECONDS=0 bash fuzz/ci.sh    # replay only (~2 min from a cold build here)
@@ -15,10 +16,6 @@ cd "$(dirname "$0")/.."
 TOOLCHAIN=${FUZZ_TOOLCHAIN:-nightly}
 SECONDS_EACH=${FUZZ_SECONDS:-20}
 TARGETS=(http_request cgi_response fastcgi_records path_resolution)
-# Known library bug, see fuzz/README.md ("Findings"): `%+f` is accepted as a
-# percent-escape. The waiver skips only that check; set CGI_FUZZ_LAX_PERCENT=0 once
-# route::decode_path is fixed (then the reproducer below must stop crashing).
-export CGI_FUZZ_LAX_PERCENT=${CGI_FUZZ_LAX_PERCENT:-1}
 
 start=$(date +%s)
 if ! cargo "+$TOOLCHAIN" fuzz --version >/dev/null 2>&1; then
@@ -66,17 +63,18 @@ for t in "${TARGETS[@]}"; do
     fi
 done
 
-# Known-bug reproducers (fuzz/artifacts-found/<target>-<name>): report whether they
-# still crash with every check on. Information only.
+# Inputs that once crashed a target (fuzz/artifacts-found/<target>-<what>, bugs since
+# fixed): replayed as regression tests.
 for f in fuzz/artifacts-found/*; do
     [ -f "$f" ] || continue
     t=$(basename "$f")
     t=${t%%-*}
-    if CGI_FUZZ_LAX_PERCENT=0 cargo "+$TOOLCHAIN" fuzz run "$t" "$f" -- \
-        -artifact_prefix="$work/" >/dev/null 2>&1; then
-        echo "== note: $f no longer crashes $t: the bug looks fixed (drop its waiver)"
+    if cargo "+$TOOLCHAIN" fuzz run "$t" "$f" -- -artifact_prefix="$work/" \
+        >"$work/regression.log" 2>&1; then
+        echo "== regression input ok: $f"
     else
-        echo "== note: known bug still present: $f ($t)"
+        tail -n 30 "$work/regression.log"
+        failed+=("$t (regression input $f)")
     fi
 done
 

@@ -63,7 +63,8 @@ pub enum BodyIn {
 }
 
 impl BodyIn {
-    fn left(&self) -> u64 {
+    /// Body bytes not yet given to the script.
+    pub fn left(&self) -> u64 {
         match self {
             BodyIn::None => 0,
             BodyIn::Socket(n) => *n,
@@ -210,7 +211,10 @@ pub fn run(
         conn.body_unread = false;
     }
     let close_delimited = matches!(r.phase, Phase::Raw | Phase::Body(BodyFraming::Close, _));
-    if outcome.is_abort() || close_delimited {
+    // A failure before anything was sent leaves the client's connection clean: the
+    // caller answers it (or retries elsewhere) and decides about keep-alive.
+    let broken = matches!(outcome, Outcome::Sent { error: Some(_), .. });
+    if broken || close_delimited {
         conn.reusable = false;
     }
     outcome

@@ -262,6 +262,11 @@ fn worker_env(extra: &[(String, Vec<u8>)]) -> MetaVars {
     }
     env.retain(|(n, _)| n != "PHP_FCGI_CHILDREN");
     env.push(("PHP_FCGI_CHILDREN".into(), b"0".to_vec()));
+    // php-cgi otherwise exits after 500 requests; recycling is --worker-max-requests'
+    // job (as mod_fcgid advises). An explicit --env still wins.
+    if !env.iter().any(|(n, _)| n == "PHP_FCGI_MAX_REQUESTS") {
+        env.push(("PHP_FCGI_MAX_REQUESTS".into(), b"0".to_vec()));
+    }
     env
 }
 

@@ -152,6 +152,39 @@ fn worker_dying_before_answering_is_502_never_replayed() {
 }
 
 #[test]
+fn worker_that_exits_after_answering_is_replaced_transparently() {
+    // php-cgi does this after PHP_FCGI_MAX_REQUESTS: the kept connection dies
+    // between requests, and the next request must simply go to a new worker. (A
+    // close that races the next request's write cannot be told from a worker dying
+    // on it, so that one is a 502, as with mod_fcgid; hence the pause here.)
+    let s = app_server(|c| c.workers.max = 1);
+    let mut c = s.client();
+    let mut pids = Vec::new();
+    for query in ["", "?last", "", "?last", ""] {
+        c.send(format!("GET /fcgi-bin/app{query} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let r = c.response();
+        assert_eq!(r.status, 200, "{query}: {}", r.text());
+        assert_eq!(
+            r.header("connection"),
+            None,
+            "the client's connection stays open"
+        );
+        pids.push(pid_of(&r));
+        if query == "?last" {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    assert_eq!(pids[0], pids[1]);
+    assert_ne!(pids[1], pids[2], "a new worker after the exit");
+    assert_ne!(pids[3], pids[4]);
+    assert!(
+        s.error_log().iter().all(|l| !l.contains(" 502 ")),
+        "{:#?}",
+        s.error_log()
+    );
+}
+
+#[test]
 fn hung_worker_is_504_and_replaced() {
     let s = app_server(|c| c.timeout = Duration::from_secs(1));
     let before = pid_of(&s.get("/fcgi-bin/app"));
@@ -479,4 +512,31 @@ fn wsgi_app_runs_under_both_models() {
     }
     let s = one_worker(&[("wsgi_app.py", &bundled("wsgi_app.py"))]);
     both_models_agree(&s, "wsgi_app.py");
+}
+
+#[test]
+fn php_exiting_after_its_max_requests_is_transparent() {
+    if peer_missing("php-cgi", Command::new("php-cgi").arg("-v")) {
+        return;
+    }
+    let s = TestServer::with(&[("hello.php", &bundled("hello.php"))], |c| {
+        c.workers.max = 1;
+        c.env = vec![("PHP_FCGI_MAX_REQUESTS".into(), b"3".to_vec())];
+    });
+    let mut c = s.client();
+    let mut pids = std::collections::BTreeSet::new();
+    for n in 1..=10 {
+        c.send(b"GET /fcgi-bin/hello.php HTTP/1.1\r\nHost: x\r\n\r\n");
+        let r = c.response();
+        assert_eq!(r.status, 200, "{:#?}", s.error_log());
+        pids.insert(r.text().lines().nth(1).unwrap_or("").to_owned());
+        if n % 3 == 0 {
+            // php-cgi is on its way out; give it the moment it takes (see above).
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    assert!(
+        pids.len() >= 3,
+        "php-cgi should have been replaced: {pids:?}"
+    );
 }

@@ -105,9 +105,14 @@ enum Item {
     Params(u16, Vec<Pair>),
 }
 
+/// Most bytes one recipe may encode, so that every input stays fast.
+const BUDGET: usize = 300_000;
+
 fn bytes_of(u: &mut Unstructured, max: usize) -> ArbResult<Vec<u8>> {
-    // Mostly small, sometimes long enough to need several records.
-    let len = if u.ratio(1, 16)? {
+    // Mostly small; a selector of 0xF0.. asks for data long enough to need several
+    // records (an exhausted recipe reads 0s, so it never asks for that).
+    let sel: u8 = u.arbitrary()?;
+    let len = if sel >= 0xF0 {
         u.int_in_range(60_000..=140_000)?
     } else {
         u.int_in_range(0..=max)?
@@ -122,6 +127,9 @@ fn bytes_of(u: &mut Unstructured, max: usize) -> ArbResult<Vec<u8>> {
 fn build(u: &mut Unstructured, buf: &mut Vec<u8>, items: &mut Vec<Item>) -> ArbResult<()> {
     let count = u.int_in_range(0..=8)?;
     for _ in 0..count {
+        if u.is_empty() || buf.len() > BUDGET {
+            break;
+        }
         let id: u16 = u.arbitrary()?;
         match u.int_in_range(0..=7)? {
             0 => {
@@ -218,8 +226,14 @@ fn round_trip(data: &[u8]) {
     let mut items = Vec::new();
     // Running out of recipe bytes just ends the list early.
     let _ = build(&mut u, &mut buf, &mut items);
+    // Read sizes: any, but never so small that a long encoding takes more than
+    // ~2000 reads.
+    let floor = (buf.len() / 2048).max(1);
     let reads: Vec<usize> = (0..8)
-        .map(|_| u.int_in_range(1..=70_000usize).unwrap_or(4096))
+        .map(|_| match u.arbitrary::<u16>() {
+            Ok(r) if !u.is_empty() || r != 0 => usize::from(r).max(floor),
+            _ => 4096,
+        })
         .collect();
 
     // Records come back whole and 8-byte aligned, whatever the read sizes.

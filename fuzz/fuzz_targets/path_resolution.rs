@@ -114,10 +114,9 @@ fuzz_target!(|data: &[u8]| {
     };
     check_clean(&clean);
     // RFC 3986 pct-encoded = "%" HEXDIG HEXDIG: anything else must be refused.
-    // Known bug (fuzz/artifacts-found/path_resolution-lax-percent): `%+f` is decoded
-    // as 0x0f. CGI_FUZZ_LAX_PERCENT=1 skips this one check so the rest can be fuzzed.
+    // (This found `%+f` decoded as 0x0f; see fuzz/artifacts-found/.)
     let b = path.as_bytes();
-    for (i, _) in path.match_indices('%').filter(|_| strict_percent()) {
+    for (i, _) in path.match_indices('%') {
         assert!(
             b.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)),
             "clean_path accepted invalid percent-encoding at byte {i} of {path:?} -> {clean:?}"
@@ -138,11 +137,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-
-fn strict_percent() -> bool {
-    static STRICT: OnceLock<bool> = OnceLock::new();
-    *STRICT.get_or_init(|| std::env::var_os("CGI_FUZZ_LAX_PERCENT").is_none_or(|v| v == "0"))
-}
 
 fn check_clean(clean: &str) {
     assert!(clean.starts_with('/'), "{clean:?} does not start with /");

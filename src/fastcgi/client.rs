@@ -244,12 +244,14 @@ impl<'a> Exchange<'a> {
                 Ok(_) => self.received_any = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
+                Err(_) => {
+                    // What arrived before the error is still decoded below: php-cgi,
+                    // for one, exits after its last answer without reading our empty
+                    // STDIN, and that unread record turns its close into a reset. For
+                    // the same reason a reset proves nothing about whether the request
+                    // was read, so it never makes one replayable.
                     self.eof = true;
-                    if !self.received_any {
-                        break;
-                    }
-                    return Err(Error::ScriptFailed(format!("worker connection: {e}")));
+                    break;
                 }
             }
             if self.inbuf.len() >= 256 * 1024 {

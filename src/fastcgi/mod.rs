@@ -91,8 +91,12 @@ pub fn run_pooled(
         settings.timing.queue = asked.elapsed().saturating_sub(settings.timing.spawn);
         let log = ScriptLog::new(format!("{tag} {}", worker.tag), shared.log.clone());
         let has_body = !matches!(body, BodyIn::None);
+        let body_before = body.left();
         let mut ex = Exchange::new(&mut worker.stream, &params, true, cold, has_body, log)?;
         let outcome = relay::run(conn, req, &mut body, &mut ex, settings);
+        // Only a request the worker never read, with its body still in hand, may go
+        // to another worker: anything else could have been acted on.
+        let replayable = body.left() == body_before;
         let ending = if client_left(&outcome) {
             ex.abort(ABORT_WAIT)
         } else {
@@ -105,14 +109,16 @@ pub fn run_pooled(
                 pool.release(worker, Verdict::Healthy, None);
                 return Ok(Served { outcome, pid, cold });
             }
-            (_, Outcome::Failed(Error::WorkerLost(why))) if !cold && !retried => {
+            (Ending::LostBeforeUse, Outcome::Failed(Error::WorkerLost(why)))
+                if !cold && !retried && replayable =>
+            {
                 shared.log.log(&format!(
                     "{tag} worker pid {pid} {why}; trying another worker"
                 ));
                 pool.release(worker, Verdict::Retire, None);
                 retried = true;
             }
-            (_, Outcome::Failed(Error::WorkerLost(why))) => {
+            (_, Outcome::Failed(Error::WorkerLost(why))) if cold => {
                 let why = worker.failure_reason(&why);
                 pool.release(worker, Verdict::Failed, Some(&why));
                 return Ok(Served {

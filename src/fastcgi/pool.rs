@@ -238,11 +238,16 @@ impl Pool {
             if self.common.stopping.load(Ordering::Relaxed) {
                 return Err(Error::Overloaded("server shutting down"));
             }
-            // No liveness probe here: a kept connection the worker closed fails on
-            // our first write, and the request then goes to another worker.
-            if let Some(w) = st.idle.pop() {
-                st.busy.insert(w.pid, (w.served, Instant::now()));
-                return Ok(w);
+            while let Some(mut w) = st.idle.pop() {
+                // EOF on the kept connection while idle: the worker left (php-cgi does
+                // after PHP_FCGI_MAX_REQUESTS); the request never reached it. A close
+                // that races our first write shows as a failed write instead.
+                if w.stream.idle_check() {
+                    st.busy.insert(w.pid, (w.served, Instant::now()));
+                    return Ok(w);
+                }
+                st.total -= 1;
+                w.retire();
             }
             let now = Instant::now();
             let throttled = st.retry_at.is_some_and(|t| now < t);
