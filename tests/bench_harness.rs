@@ -1,0 +1,52 @@
+//! Runs each bench's setup and one pass of what it measures, with no timing loop, so a
+//! broken bench fails `cargo test` (the benches themselves only build in CI:
+//! `cargo bench --no-run`). The harness is the benches' own `benches/common`.
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use cgi_testbed::fastcgi::record;
+use common::inputs;
+
+#[test]
+fn parse_inputs_are_what_the_bench_claims() {
+    let req = inputs::parse_head(inputs::REQUEST_HEAD);
+    assert_eq!(req.headers.len(), 11);
+    let env = inputs::meta_variables(&req, &inputs::script(), &inputs::site());
+    let var = |name: &str| {
+        env.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(var("PATH_INFO").as_deref(), Some("/extra/path"));
+    assert_eq!(var("QUERY_STRING").as_deref(), Some("name=world&lang=en"));
+    assert_eq!(
+        var("HTTP_COOKIE").as_deref(),
+        Some("session=0123456789abcdef0123456789abcdef; theme=dark; seen=1")
+    );
+
+    let resp = inputs::parse_cgi_response(inputs::CGI_RESPONSE);
+    assert_eq!((resp.status, resp.content_length), (200, Some(13)));
+    assert!(
+        !resp
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("connection"))
+    );
+
+    let mut wire = Vec::new();
+    inputs::encode_request(&mut wire, &env);
+    let mut stdout = Vec::new();
+    // BEGIN_REQUEST, one PARAMS record and its terminator, the empty STDIN.
+    assert_eq!(inputs::decode(&wire, &mut stdout), (4, env.len()));
+    assert!(stdout.is_empty());
+
+    let payload = inputs::stdout_payload();
+    assert_eq!(payload.len(), 1024);
+    wire.clear();
+    inputs::encode_response(&mut wire, &payload);
+    assert_eq!(inputs::decode(&wire, &mut stdout), (3, 0));
+    assert_eq!(stdout, payload);
+    let (last, _) = record::decode(&wire[wire.len() - 16..]).unwrap().unwrap();
+    assert_eq!(last.record_type, record::RecordType::EndRequest);
+}
