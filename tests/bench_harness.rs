@@ -7,6 +7,7 @@ mod common;
 
 use cgi_testbed::fastcgi::record;
 use common::inputs;
+use common::procs::{Ballast, MODES, Runner, programs};
 
 #[test]
 fn parse_inputs_are_what_the_bench_claims() {
@@ -49,4 +50,36 @@ fn parse_inputs_are_what_the_bench_claims() {
     assert_eq!(stdout, payload);
     let (last, _) = record::decode(&wire[wire.len() - 16..]).unwrap().unwrap();
     assert_eq!(last.record_type, record::RecordType::EndRequest);
+}
+
+#[test]
+fn spawn_starts_every_program_both_ways() {
+    let progs = programs();
+    for note in &progs.skipped {
+        println!("SKIPPED: {note}");
+    }
+    assert_eq!(progs.list[0].label, "rust");
+    let runner = Runner::new();
+    for prog in &progs.list {
+        for (name, mode) in MODES {
+            let out = String::from_utf8(runner.run_once(mode, &prog.path)).unwrap();
+            assert!(
+                out.starts_with("Content-Type: text/plain") && out.contains("Hello"),
+                "{} via {name}: {out:?}",
+                prog.label
+            );
+        }
+    }
+    let before = common::rss_mib().expect("VmRSS");
+    let ballast = Ballast::new(64);
+    let after = common::rss_mib().expect("VmRSS");
+    // Other tests run in this process too, so only a lower bound holds.
+    assert!(
+        after >= before + 60,
+        "64 MiB ballast is not resident: {before} → {after} MiB"
+    );
+    for (_, mode) in MODES {
+        assert!(!runner.run_once(mode, &progs.list[0].path).is_empty());
+    }
+    assert_eq!(ballast.mib(), 64);
 }
