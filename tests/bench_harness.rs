@@ -6,7 +6,9 @@
 mod common;
 
 use cgi_testbed::fastcgi::record;
+use common::client::Clients;
 use common::inputs;
+use common::ladder::{Model, Site, ladder};
 use common::procs::{Ballast, MODES, Runner, programs};
 
 #[test]
@@ -82,4 +84,34 @@ fn spawn_starts_every_program_both_ways() {
         assert!(!runner.run_once(mode, &progs.list[0].path).is_empty());
     }
     assert_eq!(ballast.mib(), 64);
+}
+
+#[test]
+fn models_serve_every_rung_over_keep_alive() {
+    let (rungs, notes) = ladder();
+    for note in &notes {
+        println!("SKIPPED: {note}");
+    }
+    assert!(rungs.iter().any(|r| r.lang == "rust"));
+    for rung in &rungs {
+        let site = Site::start(rung, 2);
+        for &model in &rung.models {
+            site.warm(model);
+            let clients = Clients::start(site.addr(), &site.path(model), 2).unwrap();
+            site.round(&clients, 2);
+            let body = site.get(model).text();
+            assert!(
+                body.starts_with(rung.greeting),
+                "{} {model}: {body:?}",
+                rung.lang
+            );
+            if rung.lang != "sh" {
+                let mode = match model {
+                    Model::Cgi => "mode: cgi\n",
+                    Model::Fcgi => "mode: fastcgi\n",
+                };
+                assert!(body.contains(mode), "{} {model}: {body:?}", rung.lang);
+            }
+        }
+    }
 }

@@ -3,7 +3,9 @@
 //! them once: a broken bench then fails `cargo test` without any timing loop.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod inputs;
+pub mod ladder;
 pub mod procs;
 
 use std::os::unix::fs::PermissionsExt;
@@ -46,6 +48,17 @@ pub fn write_script(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn make_executable(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+}
+
+/// Does `program args...` run and exit 0 (output discarded)?
+pub fn probe(program: &str, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// This process's resident set size in MiB, from /proc/self/status.
