@@ -98,7 +98,13 @@ fn models_serve_every_rung_over_keep_alive() {
         for &model in &rung.models {
             site.warm(model);
             let clients = Clients::start(site.addr(), &site.path(model), 2).unwrap();
-            site.round(&clients, 2);
+            let round = clients.round(2);
+            assert!(
+                round.failures.is_empty() && round.requests == 4,
+                "{} {model}: {round:?}\n{}",
+                rung.lang,
+                site.error_log()
+            );
             let body = site.get(model).text();
             assert!(
                 body.starts_with(rung.greeting),

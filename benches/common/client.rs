@@ -54,6 +54,13 @@ impl KeepAlive {
         Ok(())
     }
 
+    /// Drops the connection (whatever it holds now is suspect); the next request
+    /// opens a new one.
+    pub fn disconnect(&mut self) {
+        self.stream = None;
+        self.buf.clear();
+    }
+
     fn stream(&mut self) -> io::Result<&mut TcpStream> {
         if self.stream.is_none() {
             self.reconnect()?;
@@ -186,7 +193,7 @@ enum Framing {
 /// `n` clients, each on its own thread with its own keep-alive connection.
 pub struct Clients {
     jobs: Vec<mpsc::Sender<u64>>,
-    done: mpsc::Receiver<Result<(), String>>,
+    done: mpsc::Receiver<Vec<String>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -206,10 +213,14 @@ impl Clients {
                     .name(format!("client-{i}"))
                     .spawn(move || {
                         while let Ok(k) = job_rx.recv() {
-                            let result = (0..k)
-                                .try_for_each(|_| client.get().map(drop))
-                                .map_err(|e| format!("client {i}: {e}"));
-                            if done_tx.send(result).is_err() {
+                            let mut failures = Vec::new();
+                            for _ in 0..k {
+                                if let Err(e) = client.get() {
+                                    failures.push(format!("client {i}: {e}"));
+                                    client.disconnect();
+                                }
+                            }
+                            if done_tx.send(failures).is_err() {
                                 return;
                             }
                         }
@@ -228,25 +239,32 @@ impl Clients {
     }
 
     /// Every client sends `per_client` requests back to back, reading each answer
-    /// before the next request; returns the wall time until the last one is done, or
-    /// what went wrong.
-    pub fn round(&self, per_client: u64) -> Result<Duration, String> {
+    /// before the next request. A failed request counts as done (the client reconnects
+    /// and carries on); the caller decides how many failures a measurement can take.
+    pub fn round(&self, per_client: u64) -> Round {
         let start = Instant::now();
         for job in &self.jobs {
             job.send(per_client).expect("client thread alive");
         }
         let mut failures = Vec::new();
         for _ in 0..self.jobs.len() {
-            if let Err(e) = self.done.recv().expect("client thread alive") {
-                failures.push(e);
-            }
+            failures.extend(self.done.recv().expect("client thread alive"));
         }
-        let elapsed = start.elapsed();
-        match failures.is_empty() {
-            true => Ok(elapsed),
-            false => Err(failures.join("\n")),
+        Round {
+            elapsed: start.elapsed(),
+            requests: per_client * self.jobs.len() as u64,
+            failures,
         }
     }
+}
+
+/// What one [`Clients::round`] did.
+#[derive(Debug)]
+pub struct Round {
+    /// Until the last client was done.
+    pub elapsed: Duration,
+    pub requests: u64,
+    pub failures: Vec<String>,
 }
 
 impl Drop for Clients {
