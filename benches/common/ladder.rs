@@ -105,10 +105,8 @@ pub fn ladder() -> (Vec<Rung>, Vec<String>) {
             script: "hello.php",
             models: vec![Cgi, Fcgi],
             greeting: "Hello from PHP",
-            // php-cgi exits after 500 requests by default, racing the server's kept
-            // connection (mod_fcgid's docs give the same advice): recycling is the
-            // pool's job (`workers.max_requests`, never here).
-            env: &[("PHP_FCGI_MAX_REQUESTS", "0")],
+            // The server already gives workers PHP_FCGI_MAX_REQUESTS=0.
+            env: &[],
         });
     } else {
         notes.push("php: /usr/bin/php-cgi not installed, skipped".into());

@@ -99,6 +99,7 @@ impl Runner {
                 env: &self.env,
                 cwd,
                 input: Input::Null,
+                limits: None,
             },
         )
         .unwrap_or_else(|e| panic!("{mode:?} {}: {e}", program.display()));
