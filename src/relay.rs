@@ -337,7 +337,10 @@ impl Relay<'_> {
             if (ended || !self.out.is_empty()) && now.duration_since(last_io) >= s.stall {
                 return Err(Error::ClientGone("stalled".into()));
             }
-            let waiting_on_script = !ended && self.out.is_empty() && self.body_left() == 0;
+            // Once the whole answer is out, a client hanging up is no reason to kill
+            // the script: it only has to finish.
+            let waiting_on_script =
+                !ended && self.out.is_empty() && self.body_left() == 0 && !self.answer_complete();
             set.clear();
             let mut client = 0;
             if matches!(*self.body, BodyIn::Socket(n) if n > 0) && conn.pending().is_empty() {
@@ -368,6 +371,16 @@ impl Relay<'_> {
                 return Err(Error::ClientGone("closed the connection".into()));
             }
         }
+    }
+
+    /// Has the client had the whole response (a known length all sent, or no body)?
+    fn answer_complete(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Body(BodyFraming::Length(_), 0)
+                | Phase::Body(BodyFraming::Empty, _)
+                | Phase::Discard
+        ) && self.committed
     }
 
     /// May we take more script output now? Only while the client keeps up, except

@@ -458,3 +458,29 @@ fn crash_after_headers_is_visible_as_an_incomplete_body() {
         .log_lines_with("signal 9")
         .is_empty()));
 }
+
+#[test]
+fn client_leaving_after_a_complete_answer_does_not_kill_the_script() {
+    let s = TestServer::start(&[]);
+    let dir = s.dir.path().to_path_buf();
+    write_script(
+        &s.cgi_dir().join("tidy"),
+        &format!(
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\nContent-Length: 2\\r\\n\\r\\nok'\nsleep 0.5\ntouch {}/finished\n",
+            dir.display()
+        ),
+    );
+    let mut c = s.client();
+    c.send(b"GET /cgi-bin/tidy HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.response().text(), "ok");
+    drop(c);
+    // The answer was whole: the script is left to finish its own work.
+    assert!(eventually(Duration::from_secs(3), || dir
+        .join("finished")
+        .exists()));
+    assert!(
+        s.log_lines_with("cut off").is_empty(),
+        "{:#?}",
+        s.error_log()
+    );
+}
