@@ -37,6 +37,8 @@ dict_for() {
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/cgi-testbed-fuzz-ci.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# path_resolution builds its file tree under $TMPDIR: keep it in the scratch dir.
+export TMPDIR="$work"
 failed=()
 for t in "${TARGETS[@]}"; do
     echo "== $t: replaying fuzz/corpus/$t"
@@ -46,7 +48,7 @@ for t in "${TARGETS[@]}"; do
         failed+=("$t (replay)")
         continue
     fi
-    grep -E "DONE|INITED" "$work/$t.replay.log" | tail -n 1
+    grep -E "DONE|INITED" "$work/$t.replay.log" | tail -n 1 || true
     if [ "$SECONDS_EACH" -gt 0 ]; then
         echo "== $t: fuzzing for ${SECONDS_EACH} s"
         mkdir -p "$work/corpus-$t"
@@ -59,7 +61,7 @@ for t in "${TARGETS[@]}"; do
             failed+=("$t (fuzzing; input saved under fuzz/artifacts/$t/)")
             continue
         fi
-        grep -E "^#[0-9]+ +DONE" "$work/$t.run.log" | tail -n 1
+        grep -E "DONE|Done [0-9]+ runs" "$work/$t.run.log" | tail -n 2 || true
     fi
 done
 

@@ -14,6 +14,7 @@ pub mod landing;
 pub mod limits;
 pub mod logger;
 pub mod proctree;
+pub mod reactor;
 pub mod relay;
 pub mod route;
 pub mod script_log;

@@ -80,6 +80,18 @@ impl Enforcer {
         })
     }
 
+    /// Removes this server's cgroup parents (empty once every script is reaped).
+    pub fn remove_cgroups(&self) {
+        let dirs: Vec<&PathBuf> = match &self.hierarchy {
+            Some(Hierarchy::V2(d)) => vec![d],
+            Some(Hierarchy::V1 { pids, memory }) => pids.iter().chain(memory.iter()).collect(),
+            None => Vec::new(),
+        };
+        for d in dirs {
+            let _ = fs::remove_dir(d);
+        }
+    }
+
     /// Are memory and process limits enforced by a cgroup (rather than rlimits)?
     pub fn uses_cgroup(&self) -> bool {
         self.hierarchy.is_some()
@@ -150,8 +162,11 @@ impl Enforcer {
 
 /// The cgroup v2 directory we are in, or the v1 pids/memory ones, plus a child for us.
 fn make_parent(limits: &Limits) -> io::Result<Hierarchy> {
+    // Unique per server, not just per process: tests run several servers at once.
+    static SERVERS: AtomicU64 = AtomicU64::new(0);
     let own = fs::read_to_string("/proc/self/cgroup")?;
-    let name = format!("cgi-testbed-{}", std::process::id());
+    let n = SERVERS.fetch_add(1, Ordering::Relaxed);
+    let name = format!("cgi-testbed-{}-{n}", std::process::id());
     let v1 = |controller: &str| -> Option<PathBuf> {
         let rel = own.lines().find_map(|l| {
             let mut parts = l.splitn(3, ':');

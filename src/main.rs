@@ -1,3 +1,5 @@
+//! The `cgi-testbed` binary: parse the command line, block the stop signals, serve.
+
 use std::io::Write;
 use std::process::ExitCode;
 

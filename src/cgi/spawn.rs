@@ -97,6 +97,21 @@ pub fn spawn(mode: SpawnMode, cmd: Command<'_>) -> Result<Spawned, SpawnError> {
     }
 }
 
+/// Runs `start` again when exec failed with ETXTBSY: a file just written can still be
+/// open for writing in a child some other thread forked at that moment (until that
+/// child's exec closes it), which makes exec refuse it for a few milliseconds.
+pub fn retry_text_busy<T>(mut start: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    for _ in 0..20 {
+        match start() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
+    start()
+}
+
 fn spawn_std(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
     let mut c = std::process::Command::new(cmd.program);
     c.args(&cmd.args)
@@ -117,7 +132,7 @@ fn spawn_std(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
         // SAFETY: `apply` only makes async-signal-safe calls on prepared data.
         unsafe { c.pre_exec(move || limits.apply()) };
     }
-    let mut child = c.spawn()?;
+    let mut child = retry_text_busy(|| c.spawn())?;
     let pid = child.id() as i32;
     let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
         (Some(o), Some(e)) => (OwnedFd::from(o), OwnedFd::from(e)),
@@ -175,46 +190,49 @@ fn spawn_fork(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
     };
     let (our_out, child_out) = pipe()?;
     let (our_err, child_err) = pipe()?;
-    let (report_r, report_w) = pipe()?;
     let fds = [
         child_in.as_raw_fd(),
         child_out.as_raw_fd(),
         child_err.as_raw_fd(),
     ];
-    let report = report_w.as_raw_fd();
-    let limits = cmd.limits;
+    let prepared = Prepared {
+        fds: &fds,
+        cwd: cwd.as_ptr(),
+        path: path.as_ptr(),
+        argv: &argv,
+        envp: &envp,
+        limits: cmd.limits.as_ref(),
+    };
+    let pid = retry_text_busy(|| fork_exec(&prepared))?;
+    drop((child_in, child_out, child_err));
+    Ok(Spawned {
+        pid,
+        stdin: our_in,
+        stdout: our_out,
+        stderr: our_err,
+    })
+}
 
-    // SAFETY: the child only calls async-signal-safe functions on data prepared above,
-    // then execs or exits.
+/// One fork and exec; the child's exec error comes back through a CLOEXEC pipe,
+/// which reads end-of-file once the exec succeeded.
+fn fork_exec(prepared: &Prepared<'_>) -> io::Result<i32> {
+    let (report_r, report_w) = pipe()?;
+    let report = report_w.as_raw_fd();
+    // SAFETY: the child only calls async-signal-safe functions on data prepared
+    // before the fork, then execs or exits.
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
-        nix::unistd::ForkResult::Child => unsafe {
-            let prepared = Prepared {
-                fds: &fds,
-                cwd: cwd.as_ptr(),
-                path: path.as_ptr(),
-                argv: &argv,
-                envp: &envp,
-                limits: limits.as_ref(),
-            };
-            child_after_fork(&prepared, report)
-        },
+        nix::unistd::ForkResult::Child => unsafe { child_after_fork(prepared, report) },
         nix::unistd::ForkResult::Parent { child } => {
-            drop((report_w, child_in, child_out, child_err));
+            drop(report_w);
             let pid = child.as_raw();
             let mut errno = [0u8; 4];
-            let mut report = File::from(report_r);
-            match report.read(&mut errno) {
-                Ok(0) => Ok(Spawned {
-                    pid,
-                    stdin: our_in,
-                    stdout: our_out,
-                    stderr: our_err,
-                }),
+            match File::from(report_r).read(&mut errno) {
+                Ok(0) => Ok(pid),
                 _ => {
                     let mut status = 0;
                     // SAFETY: reaping the child that failed to exec.
                     unsafe { libc::waitpid(pid, &mut status, 0) };
-                    Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)).into())
+                    Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
                 }
             }
         }

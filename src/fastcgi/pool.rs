@@ -179,6 +179,13 @@ impl Pools {
             let _ = h.join();
         }
     }
+
+    /// Removes the sockets directory now: the binary exits without dropping the
+    /// shared state (the signal thread still holds it), so `TempDir`'s own cleanup
+    /// would never run.
+    pub fn remove_sockets(&self) {
+        let _ = std::fs::remove_dir_all(self.common.sockets.path());
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -373,7 +380,8 @@ impl Pool {
             // SAFETY: `apply` only makes async-signal-safe calls on prepared data.
             unsafe { cmd.pre_exec(move || side.apply()) };
         }
-        let child = cmd.spawn().map_err(|e| Error::Spawn(e.into()))?;
+        let child = crate::cgi::spawn::retry_text_busy(|| cmd.spawn())
+            .map_err(|e| Error::Spawn(e.into()))?;
         drop(cmd);
         let pid = child.id() as i32;
         let child = Child::adopt(pid, self.common.registry.clone());
