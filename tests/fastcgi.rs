@@ -540,3 +540,33 @@ fn php_exiting_after_its_max_requests_is_transparent() {
         "php-cgi should have been replaced: {pids:?}"
     );
 }
+
+#[test]
+fn the_pool_grows_while_requests_queue() {
+    // Eight clients of quick requests: each worker is free again within milliseconds,
+    // but requests keep queueing, so the pool must grow rather than feed everyone
+    // through one worker.
+    let s = app_server(|c| c.workers.max = 4);
+    assert_eq!(
+        s.get("/fcgi-bin/app").status,
+        200,
+        "one warm worker to start with"
+    );
+    let addr = s.addr();
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for _ in 0..40 {
+                    c.send(b"GET /fcgi-bin/app HTTP/1.1\r\nHost: x\r\n\r\n");
+                    assert_eq!(c.response().status, 200);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let pools = s.running.as_ref().unwrap().shared().pools.status();
+    assert!(pools[0].spawned >= 3, "{pools:?}");
+}

@@ -258,7 +258,9 @@ impl Pool {
             }
             let now = Instant::now();
             let throttled = st.retry_at.is_some_and(|t| now < t);
-            let patient = st.total > 0 && now < started + SPAWN_DELAY;
+            // Alone in the queue: wait a moment for the worker that is about to be
+            // released. Others waiting too: the pool is short, so grow it now.
+            let patient = st.total > 0 && st.waiting == 0 && now < started + SPAWN_DELAY;
             if st.total < self.common.settings.max.max(1) && !throttled && !patient {
                 st.total += 1;
                 st.spawned += 1;
