@@ -327,6 +327,8 @@ pub struct PoolView {
 pub struct WorkerView {
     pub pid: i32,
     pub state: &'static str,
+    /// Its answer to FCGI_GET_VALUES, if it gave one.
+    pub values: Option<String>,
     pub served: u64,
     pub idle_ms: u64,
     pub rss_kib: Option<u64>,
@@ -394,6 +396,7 @@ pub fn snapshot(shared: &Shared) -> Snapshot {
                 .iter()
                 .map(|w| WorkerView {
                     pid: w.pid,
+                    values: w.values.clone(),
                     state: if w.busy { "busy" } else { "idle" },
                     served: w.served,
                     idle_ms: if w.busy { 0 } else { w.for_.as_millis() as u64 },

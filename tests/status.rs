@@ -169,6 +169,11 @@ fn status_shows_worker_pools() {
     assert_eq!(pool["spawned"], 1);
     let worker = &pool["workers"][0];
     assert_eq!(worker["state"], "idle");
+    // Read where offered: the fixture answers FCGI_GET_VALUES.
+    assert_eq!(
+        worker["values"],
+        "FCGI_MAX_CONNS=1, FCGI_MAX_REQS=1, FCGI_MPXS_CONNS=0"
+    );
     assert_eq!(worker["served"], 1);
     let pid = worker["pid"].as_i64().expect("worker pid");
     assert!(

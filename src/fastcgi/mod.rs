@@ -102,6 +102,9 @@ pub fn run_pooled(
         } else {
             ex.ending()
         };
+        if let Some(values) = ex.values.take() {
+            worker.values = Some(values);
+        }
         drop(ex);
         let pid = worker.pid;
         match (ending, outcome) {

@@ -82,6 +82,8 @@ pub struct PoolStatus {
 #[derive(Debug, Clone)]
 pub struct WorkerStatus {
     pub pid: i32,
+    /// `FCGI_MAX_CONNS=1, ...` as the worker answered FCGI_GET_VALUES (idle ones).
+    pub values: Option<String>,
     pub served: u64,
     /// Busy (serving a request) or idle.
     pub busy: bool,
@@ -419,6 +421,7 @@ impl Pool {
             tag,
             spawn_took: started.elapsed(),
             limits,
+            values: None,
         })
     }
 
@@ -483,12 +486,14 @@ impl Pool {
                 .iter()
                 .map(|w| WorkerStatus {
                     pid: w.pid,
+                    values: w.values.as_ref().map(|v| describe_values(v)),
                     served: w.served,
                     busy: false,
                     for_: w.last_used.elapsed(),
                 })
                 .chain(st.busy.iter().map(|(&pid, &(served, since))| WorkerStatus {
                     pid,
+                    values: None,
                     served,
                     busy: true,
                     for_: since.elapsed(),
@@ -518,6 +523,8 @@ pub struct Worker {
     pub spawn_took: Duration,
     /// Its cgroup lives as long as the worker.
     limits: ProcessLimits,
+    /// Its answer to FCGI_GET_VALUES, when it gave one.
+    pub values: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 impl Worker {
@@ -553,6 +560,21 @@ impl Worker {
         child.terminate(RETIRE_GRACE);
         drop(limits);
     }
+}
+
+/// `FCGI_MAX_CONNS=1, FCGI_MAX_REQS=1, FCGI_MPXS_CONNS=0`.
+fn describe_values(pairs: &[(Vec<u8>, Vec<u8>)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(v)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Why a worker that never answered failed, in words a user can act on.
