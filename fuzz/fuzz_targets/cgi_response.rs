@@ -9,20 +9,10 @@
 //! limit gives the same answer or TooLarge.
 #![no_main]
 
-use cgi_testbed::gateway::response::{self, CgiResponse, Kind, ResponseError};
+use cgi_testbed::gateway::response::{self, CgiResponse, HOP_BY_HOP, Kind, ResponseError};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 64 * 1024;
-
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "trailer",
-    "upgrade",
-    "te",
-    "proxy-connection",
-];
 
 fuzz_target!(|data: &[u8]| {
     let full = response::parse(data, MAX);

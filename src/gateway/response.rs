@@ -6,7 +6,7 @@ use std::fmt;
 use crate::http::head::{parse_decimal, trim};
 
 /// Headers the server owns on the client connection; a script's copies are dropped.
-const HOP_BY_HOP: &[&str] = &[
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "transfer-encoding",
