@@ -15,6 +15,7 @@ pub mod limits;
 pub mod logger;
 pub mod proctree;
 pub mod relay;
+pub mod report;
 pub mod route;
 pub mod script_log;
 pub mod server;
