@@ -105,6 +105,14 @@ fn count(n: u64) -> String {
     out
 }
 
+fn processes(n: u64) -> String {
+    if n == 1 {
+        "1 process".into()
+    } else {
+        format!("{} processes", count(n))
+    }
+}
+
 fn clients(n: usize) -> String {
     if n == 1 {
         "1 client".into()
@@ -136,16 +144,16 @@ fn process_per_request(runs: &[Run], timing: &[Breakdown]) -> Claim {
         Verdict::DoesNotHold
     };
     let mut sentence = format!(
-        "The /cgi-bin/ runs started {} processes for {} answers ({per:.2} per request)",
-        count(cgi_spawned),
+        "The /cgi-bin/ runs started {} for {} answers ({per:.2} per request)",
+        processes(cgi_spawned),
         count(cgi_answered)
     );
     let (fcgi_spawned, fcgi_answered) = tally(Model::FastCgi);
     if fcgi_answered > 0 {
         sentence += &format!(
-            "; the /fcgi-bin/ runs served {} answers while starting {} processes (their pools started during the warm-up)",
+            "; the /fcgi-bin/ runs served {} answers while starting {} (their pools started during the warm-up)",
             count(fcgi_answered),
-            count(fcgi_spawned)
+            processes(fcgi_spawned)
         );
     }
     let cgi_cost = HEADLINE_ORDER.iter().find_map(|&l| {

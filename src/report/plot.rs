@@ -5,6 +5,7 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::ladder::{Language, Model, Rung};
 
@@ -88,6 +89,33 @@ pub fn compact(v: f64) -> String {
     }
 }
 
+/// Round values for a log axis between `lo` and `hi`: 1, 2 and 5 × 10^k, or only the
+/// powers of ten when that would crowd the axis.
+pub fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    if !(lo > 0.0 && hi > lo) {
+        return Vec::new();
+    }
+    let mut dense = Vec::new();
+    for k in lo.log10().floor() as i32..=hi.log10().ceil() as i32 {
+        for m in [1.0, 2.0, 5.0] {
+            let v = m * 10f64.powi(k);
+            if (lo..=hi).contains(&v) {
+                dense.push(v);
+            }
+        }
+    }
+    let decades: Vec<f64> = dense
+        .iter()
+        .copied()
+        .filter(|v| (v.log10() - v.log10().round()).abs() < 1e-9)
+        .collect();
+    if dense.len() > 7 && decades.len() >= 2 {
+        decades
+    } else {
+        dense
+    }
+}
+
 /// A chart of `series` against the concurrencies in `clients` (evenly spaced, so a
 /// doubling ladder reads as a log axis).
 pub fn chart(
@@ -146,14 +174,31 @@ fn draw(
                 String::new()
             }
         })
-        .y_label_formatter(&|y| compact(*y))
+        // plotters' own log-axis labels repeat and crowd; ours are drawn below.
+        .disable_y_mesh()
+        .y_labels(0)
+        .y_label_formatter(&|_| String::new())
         .x_desc("concurrent clients")
         .y_desc(y_desc)
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
-        .light_line_style(RGBColor(238, 238, 238))
+        .light_line_style(WHITE)
         .draw()
         .map_err(err)?;
+    let (x0, x1) = (-0.3, n - 0.7);
+    let label =
+        TextStyle::from(("sans-serif", 14).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
+    for v in log_ticks(lo, hi) {
+        chart
+            .draw_series(LineSeries::new(
+                [(x0, v), (x1, v)],
+                ShapeStyle::from(&RGBColor(225, 225, 225)),
+            ))
+            .map_err(err)?;
+        let (px, py) = chart.backend_coord(&(x0, v));
+        plot.draw(&Text::new(compact(v), (px - 6, py), label.clone()))
+            .map_err(err)?;
+    }
     for s in series {
         let pts: Vec<(f64, f64)> = s
             .points
@@ -215,6 +260,13 @@ mod tests {
         assert_eq!(compact(2.0), "2");
         assert_eq!(compact(2.5), "2.5");
         assert_eq!(compact(0.35), "0.35");
+    }
+
+    #[test]
+    fn log_axis_ticks() {
+        assert_eq!(log_ticks(0.8, 60.0), [1.0, 2.0, 5.0, 10.0, 20.0, 50.0]);
+        assert_eq!(log_ticks(30.0, 90_000.0), [100.0, 1000.0, 10_000.0]);
+        assert_eq!(log_ticks(3.0, 4.0), Vec::<f64>::new());
     }
 
     #[test]
