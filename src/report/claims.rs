@@ -437,6 +437,7 @@ mod tests {
             } else {
                 0
             }),
+            load: 0.0,
         }
     }
 

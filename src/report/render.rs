@@ -314,6 +314,9 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
     }
 
     b.push(Block::Heading("Every run".into()));
+    b.push(Block::Para(
+        "`load` is the machine's 1-minute load average as the run ended: above the core count, other work was competing for the CPU.".into(),
+    ));
     b.push(Block::Table(runs_table(report)));
 
     b.push(Block::Heading("Reproduce".into()));
@@ -410,6 +413,7 @@ fn runs_table(report: &Report) -> Table {
         "mean PSS MiB",
         "peak procs",
         "seconds",
+        "load",
     ];
     let rows = report
         .runs
@@ -431,6 +435,7 @@ fn runs_table(report: &Report) -> Table {
                 format!("{:.1}", mib(r.memory.mean_pss_kib)),
                 r.memory.peak_procs.to_string(),
                 format!("{:.1}", r.elapsed.as_secs_f64()),
+                format!("{:.1}", r.load),
             ]
         })
         .collect();

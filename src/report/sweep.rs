@@ -33,6 +33,8 @@ pub struct Run {
     /// Processes our server started during the run (scripts and workers); `None`
     /// for an external server.
     pub spawned: Option<u64>,
+    /// The 1-minute load average when the run ended: how busy the machine was.
+    pub load: f64,
 }
 
 impl Run {
@@ -242,6 +244,7 @@ fn sweep_rung(
             elapsed: stats.elapsed,
             memory,
             spawned,
+            load: super::machine::load_1min(),
         };
         ui.say(&format!(
             "{label}: {:.1} req/s, p50 {:.2} ms, p99 {:.2} ms, {} not 200, {} errors, tree {:.1} MiB PSS, {} processes",
