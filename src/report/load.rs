@@ -35,6 +35,8 @@ pub struct Stats {
     pub elapsed: Duration,
     /// Latency of every complete answer, in microseconds, sorted.
     pub latencies_us: Vec<u32>,
+    /// What went wrong first, when something did.
+    pub first_error: Option<String>,
 }
 
 impl Stats {
@@ -117,6 +119,11 @@ pub fn run_with(
         elapsed: end.map_or(Duration::ZERO, |e| e.saturating_duration_since(start)),
         ..Stats::default()
     };
+    stats.first_error = results
+        .iter()
+        .filter_map(|c| c.first_error.clone())
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, e)| e);
     for c in results {
         stats.ok += c.ok;
         stats.non_200 += c.non_200;
@@ -142,6 +149,7 @@ struct Client {
     errors: u64,
     connects: u64,
     latencies_us: Vec<u32>,
+    first_error: Option<(Instant, String)>,
     /// When this client stopped.
     finished: Option<Instant>,
 }
@@ -167,8 +175,8 @@ fn client(addr: SocketAddr, request: &[u8], shared: &Shared) -> Client {
                     me.connects += 1;
                     c
                 }
-                Err(_) => {
-                    me.errors += 1;
+                Err(e) => {
+                    me.error(format!("connect: {e}"));
                     shared.done.fetch_add(1, Ordering::Relaxed);
                     // A refusing server must not turn the client into a busy loop.
                     std::thread::sleep(Duration::from_millis(10));
@@ -178,6 +186,7 @@ fn client(addr: SocketAddr, request: &[u8], shared: &Shared) -> Client {
         };
         match c.exchange(request, false) {
             Ok(answer) => {
+                c.answers += 1;
                 let us = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                 me.latencies_us.push(us);
                 if answer.status == 200 {
@@ -189,9 +198,21 @@ fn client(addr: SocketAddr, request: &[u8], shared: &Shared) -> Client {
                     conn = Some(c);
                 }
             }
-            Err(_) => me.errors += 1,
+            Err(e) => me.error(format!(
+                "after {} answers on the connection: {e}",
+                c.answers
+            )),
         }
         shared.done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Client {
+    fn error(&mut self, what: String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some((Instant::now(), what));
+        }
     }
 }
 
@@ -228,6 +249,8 @@ pub fn get(addr: SocketAddr, path: &str) -> io::Result<Answer> {
 pub struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Complete answers read so far.
+    pub answers: u64,
 }
 
 enum Framing {
@@ -246,6 +269,7 @@ impl Conn {
         Ok(Conn {
             stream,
             buf: Vec::with_capacity(4096),
+            answers: 0,
         })
     }
 
@@ -466,5 +490,6 @@ mod tests {
         let s = run(addr, "/", 2, limits);
         assert_eq!(s.ok + s.non_200, 0);
         assert!(s.errors >= 1 && s.errors <= 20, "{s:?}");
+        assert!(s.first_error.unwrap().starts_with("connect: "));
     }
 }

@@ -257,8 +257,12 @@ fn sweep_rung(
             run.memory.peak_procs
         ));
         if run.non_200 + run.errors > 0 {
+            let client = stats
+                .first_error
+                .as_deref()
+                .map_or(String::new(), |e| format!(" First client error: {e}."));
             notes.push(format!(
-                "{} at {clients} clients: {} answers not 200 and {} errors. {}",
+                "{} at {clients} clients: {} answers not 200 and {} errors.{client} Server log: {}",
                 rung.label(),
                 run.non_200,
                 run.errors,
