@@ -151,10 +151,28 @@ fn process_per_request(runs: &[Run], timing: &[Breakdown]) -> Claim {
     let (fcgi_spawned, fcgi_answered) = tally(Model::FastCgi);
     if fcgi_answered > 0 {
         sentence += &format!(
-            "; the /fcgi-bin/ runs served {} answers while starting {} (their pools started during the warm-up)",
-            count(fcgi_answered),
-            processes(fcgi_spawned)
+            "; the /fcgi-bin/ runs served {} answers from pools started before them",
+            count(fcgi_answered)
         );
+        if fcgi_spawned > 0 {
+            // Workers that ended (php-cgi ends itself every 500 requests, say) are
+            // replaced; which language did is worth naming.
+            let by_language: Vec<String> = HEADLINE_ORDER
+                .iter()
+                .filter_map(|&l| {
+                    let n: u64 = series(runs, Rung::new(Model::FastCgi, l))
+                        .iter()
+                        .filter_map(|r| r.spawned)
+                        .sum();
+                    (n > 0).then(|| format!("{} {}", l.name(), count(n)))
+                })
+                .collect();
+            sentence += &format!(
+                ", starting {} as workers were replaced ({})",
+                processes(fcgi_spawned),
+                by_language.join(", ")
+            );
+        }
     }
     let cgi_cost = HEADLINE_ORDER.iter().find_map(|&l| {
         let b = timing.iter().find(|b| b.rung == Rung::new(Model::Cgi, l))?;
@@ -452,10 +470,19 @@ mod tests {
             run(Model::FastCgi, py, 8, 2050.0, 100),
             run(Model::FastCgi, py, 64, 2000.0, 100),
         ];
+        let mut runs = runs;
+        runs[5].spawned = Some(3);
         let claims = check(&runs, &[]);
         assert_eq!(claims[0].verdict, Verdict::Holds);
         assert!(
             claims[0].sentence.contains("1.00 per request"),
+            "{}",
+            claims[0].sentence
+        );
+        assert!(
+            claims[0]
+                .sentence
+                .contains("starting 3 processes as workers were replaced (python 3)"),
             "{}",
             claims[0].sentence
         );

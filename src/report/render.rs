@@ -162,7 +162,13 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
             vec!["Date".into(), m.date.clone()],
             vec![
                 "Load average (1, 5, 15 min)".into(),
-                format!("{} before, {} after", m.load, report.load_after),
+                format!(
+                    "{} before, {} after; {:.1} on average at the end of each run",
+                    m.load,
+                    report.load_after,
+                    report.runs.iter().map(|r| r.load).sum::<f64>()
+                        / report.runs.len().max(1) as f64
+                ),
             ],
             vec!["Server build".into(), m.build.into()],
         ],
@@ -302,6 +308,7 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
             w = s.workers
         ),
         "Processes started are counted by the server (`/server-status`): scripts for CGI, workers for FastCGI.".into(),
+        "Reading /proc for the memory samples costs CPU too, more with more processes in the tree; it runs in every rung alike.".into(),
     ];
     if let Some(py) = &report.peers.python {
         how.push(format!("Python: {}.", py.display()));

@@ -141,7 +141,12 @@ impl Target {
             .map(|mut l| l.drain(..).collect())
             .unwrap_or_default();
         let mut lines: Vec<String> = Vec::new();
-        for l in logged {
+        for mut l in logged {
+            // Enough to recognise the failure; the rest is the same for every request.
+            if let Some((cut, _)) = l.char_indices().nth(240) {
+                l.truncate(cut);
+                l.push('…');
+            }
             if lines.len() < 3 && !lines.contains(&l) {
                 lines.push(l);
             }
