@@ -172,7 +172,7 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Measure CGI against FastCGI workers on this machine and write an HTML and a
-    /// Markdown report with plots (about 10 minutes; --quick: 1–2).
+    /// Markdown report with plots (6–10 minutes; --quick: about one).
     Report(ReportArgs),
 }
 

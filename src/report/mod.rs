@@ -134,7 +134,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// The default sweep: about 10 minutes on 2 cores.
+    /// The default sweep: 6–10 minutes on 2 cores.
     pub fn full(out: PathBuf) -> Options {
         Options {
             out,
