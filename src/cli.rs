@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::fastcgi::external::Address;
 use crate::limits::Limits;
 use crate::logger::LogTarget;
+use crate::report::ReportArgs;
 use crate::status::IpNet;
 use crate::try_files::TryFiles;
 
@@ -32,11 +33,18 @@ Examples:
 
   curl -i http://127.0.0.1:8080/cgi-bin/hello      one process per request
   curl -i http://127.0.0.1:8080/fcgi-bin/hello-rs  the same program as a persistent worker
-  curl    http://127.0.0.1:8080/server-status?json  counters, running scripts, pools, memory";
+  curl    http://127.0.0.1:8080/server-status?json  counters, running scripts, pools, memory
+
+  cgi-testbed report                            measure CGI vs FastCGI here: report/index.html";
 
 #[derive(Debug, Parser)]
 #[command(name = "cgi-testbed", version, about = "A classic CGI server and test-bed", after_help = EXAMPLES)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    /// Without a command, serve (the options below).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -159,6 +167,13 @@ pub struct Args {
     /// Access log file, or - for stdout (Combined Log Format plus time taken).
     #[arg(long, value_name = "PATH|-")]
     pub access_log: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Measure CGI against FastCGI workers on this machine and write an HTML and a
+    /// Markdown report with plots (6–10 minutes; --quick: about one).
+    Report(ReportArgs),
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {

@@ -16,6 +16,7 @@ pub mod logger;
 pub mod proctree;
 pub mod reactor;
 pub mod relay;
+pub mod report;
 pub mod route;
 pub mod script_log;
 pub mod server;

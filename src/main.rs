@@ -7,10 +7,20 @@ use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 
 use cgi_testbed::Server;
-use cgi_testbed::cli::Args;
+use cgi_testbed::cli::{Args, Command};
 
 fn main() -> ExitCode {
-    let config = match Args::parse().into_config() {
+    let mut args = Args::parse();
+    if let Some(Command::Report(r)) = args.command.take() {
+        return match cgi_testbed::report::run(&r.into_options()) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cgi-testbed report: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cgi-testbed: {e}");

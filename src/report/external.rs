@@ -1,0 +1,146 @@
+//! The Python application servers of the ladder, run as our children on a loopback
+//! port with a fixed worker count: gunicorn for the WSGI app, uvicorn for its ASGI
+//! twin. Each runs in its own process group, and dropping it stops the whole group.
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::ladder::Model;
+use super::load;
+
+/// How long a server may take to answer its first request.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Between SIGTERM and SIGKILL when stopping.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+pub struct External {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl External {
+    /// Starts `model` (gunicorn or uvicorn) serving the app in `apps` with `workers`
+    /// worker processes; its stderr goes to `log`. Returns once it answers 200.
+    pub fn start(
+        model: Model,
+        python: &Path,
+        apps: &Path,
+        workers: usize,
+        log: &Path,
+    ) -> Result<External, String> {
+        let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let workers = workers.to_string();
+        let port = port.to_string();
+        let apps = apps.display().to_string();
+        let bind = format!("127.0.0.1:{port}");
+        let args: Vec<&str> = match model {
+            // gthread rather than the default sync worker: sync workers close the
+            // connection after every answer, and every other rung keeps it alive.
+            Model::Gunicorn => vec![
+                "-m",
+                "gunicorn",
+                "--workers",
+                &workers,
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "1",
+                "--bind",
+                &bind,
+                "--chdir",
+                &apps,
+                "--log-level",
+                "warning",
+                "greetings:application",
+            ],
+            Model::Uvicorn => vec![
+                "-m",
+                "uvicorn",
+                "--workers",
+                &workers,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--app-dir",
+                &apps,
+                "--lifespan",
+                "off",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "greetings_asgi:app",
+            ],
+            _ => return Err(format!("{} is not an external server", model.name())),
+        };
+        let stderr = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let child = Command::new(python)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
+        let mut server = External { child, addr };
+        server.wait_ready(model, log)?;
+        Ok(server)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn wait_ready(&mut self, model: Model, log: &Path) -> Result<(), String> {
+        let until = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(a) = load::get(self.addr, "/")
+                && a.status == 200
+            {
+                return Ok(());
+            }
+            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            if exited || Instant::now() >= until {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(3).collect();
+                let why = if exited { "exited" } else { "did not answer" };
+                return Err(format!(
+                    "{} {why}: {}",
+                    model.name(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for External {
+    fn drop(&mut self) {
+        let pgid = self.pid();
+        // SAFETY: plain kill(2) on the group we started (the leader is unreaped).
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+        let until = Instant::now() + STOP_GRACE;
+        while Instant::now() < until {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Workers left behind by a master that died first go with the group.
+        // SAFETY: as above; a group with no members left just gives ESRCH.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    // The port is free once this listener is dropped; another process could take it
+    // before the server binds it, which start() then reports.
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

@@ -1,0 +1,333 @@
+//! The rungs of the sweep — which program is served how — what each rung needs
+//! installed, and the directory of scripts and static files they are served from.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::gateway::env::DEFAULT_PATH;
+
+/// The bundled hello programs, one per language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
+pub enum Language {
+    Rust,
+    Sh,
+    Perl,
+    Python,
+    Php,
+}
+
+pub const ALL_LANGUAGES: [Language; 5] = [
+    Language::Rust,
+    Language::Sh,
+    Language::Perl,
+    Language::Python,
+    Language::Php,
+];
+
+impl Language {
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Rust => "rust",
+            Language::Sh => "sh",
+            Language::Perl => "perl",
+            Language::Python => "python",
+            Language::Php => "php",
+        }
+    }
+
+    /// The file under the report's cgi-bin.
+    pub fn script(self) -> &'static str {
+        match self {
+            Language::Rust => "hello-rs",
+            Language::Sh => "hello",
+            Language::Perl => "hello.fcgi.pl",
+            Language::Python => "greetings.py",
+            Language::Php => "hello.php",
+        }
+    }
+}
+
+/// How a program is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Model {
+    /// `/cgi-bin/`: a process per request.
+    Cgi,
+    /// `/fcgi-bin/`: our pool of persistent FastCGI workers.
+    FastCgi,
+    /// The same WSGI app under gunicorn (a WSGI HTTP server), on its own port.
+    Gunicorn,
+    /// The ASGI version under uvicorn, on its own port.
+    Uvicorn,
+    /// A small file served by our server itself: the ceiling.
+    Static,
+}
+
+impl Model {
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Cgi => "CGI",
+            Model::FastCgi => "FastCGI",
+            Model::Gunicorn => "gunicorn",
+            Model::Uvicorn => "uvicorn",
+            Model::Static => "static",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rung {
+    pub model: Model,
+    /// `None` for the static file.
+    pub language: Option<Language>,
+}
+
+/// The small file the static rung fetches.
+pub const STATIC_FILE: &str = "hello.txt";
+
+impl Rung {
+    pub fn new(model: Model, language: Language) -> Rung {
+        Rung {
+            model,
+            language: Some(language),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match self.language {
+            Some(l) => format!("{} {}", l.name(), self.model.name()),
+            None => "static file".into(),
+        }
+    }
+
+    /// What the clients request.
+    pub fn path(&self) -> String {
+        let script = self.language.map_or("", Language::script);
+        match self.model {
+            Model::Cgi => format!("/cgi-bin/{script}"),
+            Model::FastCgi => format!("/fcgi-bin/{script}"),
+            Model::Gunicorn | Model::Uvicorn => "/".into(),
+            Model::Static => format!("/{STATIC_FILE}"),
+        }
+    }
+}
+
+/// Every rung for `languages`, in order, with the static file last.
+pub fn ladder(languages: &[Language]) -> Vec<Rung> {
+    let mut rungs = Vec::new();
+    for &l in languages {
+        rungs.push(Rung::new(Model::Cgi, l));
+        // A shell script cannot speak FastCGI, so sh is the CGI-only rung.
+        if l != Language::Sh {
+            rungs.push(Rung::new(Model::FastCgi, l));
+        }
+        if l == Language::Python {
+            rungs.push(Rung::new(Model::Gunicorn, l));
+            rungs.push(Rung::new(Model::Uvicorn, l));
+        }
+    }
+    rungs.push(Rung {
+        model: Model::Static,
+        language: None,
+    });
+    rungs
+}
+
+/// What is installed on this machine, for the rungs that need more than the server.
+#[derive(Debug, Clone, Default)]
+pub struct Peers {
+    /// The python3 scripts get (the first on the scripts' PATH).
+    pub python: Option<PathBuf>,
+    pub flup: bool,
+    pub gunicorn: bool,
+    pub uvicorn: bool,
+    pub php_cgi: bool,
+    pub perl_fcgi: bool,
+    /// The compiled Rust example (built by build.rs into cgi-bin/).
+    pub hello_rs: Option<PathBuf>,
+}
+
+/// Where `php-cgi` must be: hello.php's `#!` line names it.
+const PHP_CGI: &str = "/usr/bin/php-cgi";
+const PERL: &str = "/usr/bin/perl";
+
+impl Peers {
+    pub fn detect() -> Peers {
+        let python = DEFAULT_PATH
+            .split(':')
+            .map(|d| Path::new(d).join("python3"))
+            .find(|p| p.is_file());
+        let imports = |module: &str| {
+            python.as_ref().is_some_and(|py| {
+                succeeds(Command::new(py).args(["-c", &format!("import {module}")]))
+            })
+        };
+        Peers {
+            flup: imports("flup.server.fcgi"),
+            gunicorn: imports("gunicorn"),
+            uvicorn: imports("uvicorn"),
+            python: python.clone(),
+            php_cgi: Path::new(PHP_CGI).is_file(),
+            perl_fcgi: succeeds(Command::new(PERL).args(["-MFCGI", "-e1"])),
+            hello_rs: find_hello_rs(),
+        }
+    }
+
+    /// Why `rung` cannot run here, if it cannot.
+    pub fn missing(&self, rung: Rung) -> Option<String> {
+        // The static file needs nothing but the server.
+        let language = rung.language?;
+        let need = |ok: bool, what: &str| (!ok).then(|| format!("{what} is not installed"));
+        match (language, rung.model) {
+            (Language::Rust, _) => self.hello_rs.is_none().then(|| {
+                "cgi-bin/hello-rs is not built (run `cargo build` in the source tree)".into()
+            }),
+            (Language::Sh, _) => None,
+            (Language::Perl, _) => {
+                need(self.perl_fcgi, "Perl's FCGI module (Debian: libfcgi-perl)")
+            }
+            (Language::Php, _) => need(self.php_cgi, "php-cgi (Debian: php-cgi)"),
+            (Language::Python, model) => {
+                let Some(py) = &self.python else {
+                    return Some(format!("no python3 on {DEFAULT_PATH}"));
+                };
+                let py = py.display();
+                match model {
+                    Model::FastCgi => need(self.flup, &format!("flup for {py} (pip install flup)")),
+                    Model::Gunicorn => need(
+                        self.gunicorn,
+                        &format!("gunicorn for {py} ({py} -m pip install gunicorn)"),
+                    ),
+                    Model::Uvicorn => need(
+                        self.uvicorn,
+                        &format!("uvicorn for {py} ({py} -m pip install uvicorn)"),
+                    ),
+                    Model::Cgi | Model::Static => None,
+                }
+            }
+        }
+    }
+}
+
+fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// `cgi-bin/hello-rs` under the current directory, else under the source tree this
+/// binary was built from.
+fn find_hello_rs() -> Option<PathBuf> {
+    [
+        PathBuf::from("cgi-bin/hello-rs"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("cgi-bin/hello-rs"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+/// The scripts, embedded so the report runs from any directory.
+const SCRIPTS: [(&str, &str); 4] = [
+    ("hello", include_str!("../../cgi-bin/hello")),
+    ("hello.fcgi.pl", include_str!("../../cgi-bin/hello.fcgi.pl")),
+    ("hello.php", include_str!("../../cgi-bin/hello.php")),
+    (
+        "greetings.py",
+        include_str!("../../report-apps/greetings.py"),
+    ),
+];
+const ASGI_APP: (&str, &str) = (
+    "greetings_asgi.py",
+    include_str!("../../report-apps/greetings_asgi.py"),
+);
+
+/// The directories a sweep serves from.
+#[derive(Debug, Clone)]
+pub struct Site {
+    /// Scripts for /cgi-bin/ and /fcgi-bin/.
+    pub cgi_dir: PathBuf,
+    /// The document root, holding [`STATIC_FILE`].
+    pub public: PathBuf,
+    /// The WSGI and ASGI apps for gunicorn and uvicorn.
+    pub apps: PathBuf,
+}
+
+/// Writes every script and the static file under `dir`.
+pub fn prepare(dir: &Path, peers: &Peers) -> io::Result<Site> {
+    let site = Site {
+        cgi_dir: dir.join("cgi-bin"),
+        public: dir.join("public"),
+        apps: dir.join("apps"),
+    };
+    for d in [&site.cgi_dir, &site.public, &site.apps] {
+        fs::create_dir_all(d)?;
+    }
+    for (name, text) in SCRIPTS {
+        write_executable(&site.cgi_dir.join(name), text.as_bytes())?;
+    }
+    if let Some(bin) = &peers.hello_rs {
+        write_executable(&site.cgi_dir.join("hello-rs"), &fs::read(bin)?)?;
+    }
+    for (name, text) in [SCRIPTS[3], ASGI_APP] {
+        fs::write(site.apps.join(name), text)?;
+    }
+    fs::write(site.public.join(STATIC_FILE), "Hello, world!\n")?;
+    Ok(site)
+}
+
+fn write_executable(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    fs::write(path, bytes)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ladder_per_language() {
+        let labels: Vec<String> = ladder(&[Language::Sh, Language::Python])
+            .iter()
+            .map(Rung::label)
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                "sh CGI",
+                "python CGI",
+                "python FastCGI",
+                "python gunicorn",
+                "python uvicorn",
+                "static file"
+            ]
+        );
+        assert_eq!(
+            Rung::new(Model::FastCgi, Language::Php).path(),
+            "/fcgi-bin/hello.php"
+        );
+    }
+
+    #[test]
+    fn missing_peers_are_named() {
+        let none = Peers::default();
+        assert!(none.missing(Rung::new(Model::Cgi, Language::Sh)).is_none());
+        let why = none.missing(Rung::new(Model::Cgi, Language::Php)).unwrap();
+        assert!(why.contains("php-cgi"), "{why}");
+        let py = Peers {
+            python: Some("/usr/bin/python3".into()),
+            ..Peers::default()
+        };
+        assert!(
+            py.missing(Rung::new(Model::Cgi, Language::Python))
+                .is_none()
+        );
+        let why = py
+            .missing(Rung::new(Model::Uvicorn, Language::Python))
+            .unwrap();
+        assert!(why.contains("uvicorn"), "{why}");
+    }
+}

@@ -1,0 +1,690 @@
+//! Writes a [`Report`] as `report.md` (with the plots as SVG files next to it) and as
+//! `index.html`, one self-contained page with the same plots inline and inline CSS.
+//! Both come from one list of blocks, so the two never say different things.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+
+use super::Report;
+use super::claims::{Claim, Verdict, times};
+use super::ladder::{Model, Rung};
+use super::plot::{self, Series};
+use super::spawn_cost::Cell;
+use super::sweep::{Run, mib, ms};
+use crate::cgi::spawn::SpawnMode;
+use crate::html::escape;
+
+/// A table: header, rows, and which columns are numbers (right-aligned).
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub numeric: Vec<bool>,
+}
+
+enum Block {
+    Heading(String),
+    /// Text with `code` and **bold** spans.
+    Para(String),
+    List(Vec<String>),
+    Claims(Vec<Claim>),
+    Table(Table),
+    /// A plot: file name, alt text, SVG.
+    Plot(String, String, String),
+    Code(String),
+}
+
+/// Writes index.html, report.md and the SVG plots into `out`.
+pub fn write(report: &Report, out: &Path) -> Result<(), String> {
+    fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let blocks = blocks(report)?;
+    let put = |name: &str, text: &str| {
+        fs::write(out.join(name), text).map_err(|e| format!("{}: {e}", out.join(name).display()))
+    };
+    for b in &blocks {
+        if let Block::Plot(name, _, svg) = b {
+            put(name, svg)?;
+        }
+    }
+    put("report.md", &markdown(&blocks))?;
+    put("index.html", &html(&blocks))?;
+    Ok(())
+}
+
+/// The rungs that have runs, in ladder order.
+fn measured_rungs(report: &Report) -> Vec<Rung> {
+    let mut rungs: Vec<Rung> = Vec::new();
+    for r in &report.runs {
+        if !rungs.contains(&r.rung) {
+            rungs.push(r.rung);
+        }
+    }
+    rungs
+}
+
+fn find(report: &Report, rung: Rung, clients: usize) -> Option<&Run> {
+    report
+        .runs
+        .iter()
+        .find(|r| r.rung == rung && r.concurrency == clients)
+}
+
+/// 1234 req/s → "1234", 45.67 → "45.7".
+fn rate(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// Milliseconds with about three significant digits.
+fn millis(v: f64) -> String {
+    if v < 1.0 {
+        format!("{v:.3}")
+    } else if v < 10.0 {
+        format!("{v:.2}")
+    } else if v < 100.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// A rung × concurrency table of `cell`.
+fn pivot(report: &Report, first: &str, cell: impl Fn(&Run) -> String) -> Table {
+    let clients = &report.settings.concurrency;
+    let mut header = vec![first.to_owned()];
+    header.extend(clients.iter().map(|c| c.to_string()));
+    let rows = measured_rungs(report)
+        .into_iter()
+        .map(|rung| {
+            let mut row = vec![rung.label()];
+            row.extend(
+                clients
+                    .iter()
+                    .map(|&c| find(report, rung, c).map_or_else(|| "–".into(), &cell)),
+            );
+            row
+        })
+        .collect();
+    let mut numeric = vec![true; header.len()];
+    numeric[0] = false;
+    Table {
+        header,
+        rows,
+        numeric,
+    }
+}
+
+fn series(report: &Report, value: impl Fn(&Run) -> f64) -> Vec<Series> {
+    measured_rungs(report)
+        .into_iter()
+        .map(|rung| Series {
+            rung,
+            points: report
+                .runs
+                .iter()
+                .filter(|r| r.rung == rung)
+                .map(|r| (r.concurrency, value(r)))
+                .collect(),
+        })
+        .collect()
+}
+
+fn blocks(report: &Report) -> Result<Vec<Block>, String> {
+    let m = &report.machine;
+    let s = &report.settings;
+    let clients = &s.concurrency;
+    let mut b = Vec::new();
+    b.push(Block::Para(format!(
+        "Measured by `{}` on {}; the measuring took {:.0} s. Every number below was measured on this machine, and every verdict is computed from them.",
+        report.options.command,
+        m.date,
+        report.took.as_secs_f64()
+    )));
+
+    b.push(Block::Heading("The machine".into()));
+    b.push(Block::Table(Table {
+        header: vec!["".into(), "".into()],
+        numeric: vec![false, false],
+        rows: vec![
+            vec![
+                "CPU".into(),
+                format!("{} ({} cores available)", m.cpu, m.cores),
+            ],
+            vec![
+                "Memory".into(),
+                format!("{:.1} GiB", mib(m.memory_kib) / 1024.0),
+            ],
+            vec!["Kernel".into(), format!("Linux {} ({})", m.kernel, m.os)],
+            vec!["Date".into(), m.date.clone()],
+            vec![
+                "Load average (1, 5, 15 min)".into(),
+                format!(
+                    "{} before, {} after; {:.1} on average at the end of each run",
+                    m.load,
+                    report.load_after,
+                    report.runs.iter().map(|r| r.load).sum::<f64>()
+                        / report.runs.len().max(1) as f64
+                ),
+            ],
+            vec!["Server build".into(), m.build.into()],
+        ],
+    }));
+    b.push(Block::Para(format!(
+        "The load generator and the server share these {} cores, and the load average shows what else ran meanwhile: the numbers are this machine's at that time, not a benchmark of the hardware. A load average well above the core count means other work competed for the CPU; rerun on a quiet machine for cleaner numbers.",
+        m.cores
+    )));
+
+    b.push(Block::Heading("The seed's claims".into()));
+    b.push(Block::Para(
+        "\"CGI starts a process per request, wastes memory and degrades under traffic; FastCGI keeps a pool of long-lived processes that scales.\" Each part, checked:".into(),
+    ));
+    b.push(Block::Claims(report.claims.clone()));
+
+    let tput = series(report, |r| r.throughput);
+    b.push(Block::Heading("Throughput".into()));
+    b.push(Block::Para(format!(
+        "Answers with status 200 per second, by concurrent keep-alive clients in a closed loop (each sends its next request when the last answer is complete). Every run stops after {} requests or {:.1} s, whichever comes first. Solid lines are our server (circles: CGI, triangles: FastCGI workers), dashed lines the Python servers and the static file, the ceiling of the HTTP layer itself.",
+        s.limits.requests,
+        s.limits.duration.as_secs_f64()
+    )));
+    b.push(Block::Plot(
+        "throughput.svg".into(),
+        "Throughput against concurrent clients, per model and language".into(),
+        plot::chart("Throughput", "answers per second", clients, &tput)?,
+    ));
+    b.push(Block::Table(pivot(report, "req/s by clients", |r| {
+        rate(r.throughput)
+    })));
+
+    b.push(Block::Heading("Latency".into()));
+    b.push(Block::Para(
+        "Per request as the client sees it, from sending the request to the end of the answer (a reconnect included): the median and the 99th percentile.".into(),
+    ));
+    b.push(Block::Plot(
+        "latency-p50.svg".into(),
+        "Median latency against concurrent clients".into(),
+        plot::chart(
+            "Median latency (p50)",
+            "milliseconds",
+            clients,
+            &series(report, |r| ms(r.p50)),
+        )?,
+    ));
+    b.push(Block::Plot(
+        "latency-p99.svg".into(),
+        "99th percentile latency against concurrent clients".into(),
+        plot::chart(
+            "Tail latency (p99)",
+            "milliseconds",
+            clients,
+            &series(report, |r| ms(r.p99)),
+        )?,
+    ));
+    b.push(Block::Table(pivot(
+        report,
+        "p50 / p99 ms by clients",
+        |r| format!("{} / {}", millis(ms(r.p50)), millis(ms(r.p99))),
+    )));
+
+    b.push(Block::Heading("Memory of the serving process tree".into()));
+    b.push(Block::Para(format!(
+        "The whole tree that serves, read from /proc every {} ms during each run: for our server that is this process (server and load generator, which are one process) with every script and worker below it; for gunicorn and uvicorn their master and workers. PSS splits shared pages (an interpreter's code) between the processes sharing them, so it is what the tree really costs; RSS counts them once per process. FastCGI pools and the Python servers run {} workers.",
+        super::sample::EVERY.as_millis(),
+        s.workers
+    )));
+    b.push(Block::Plot(
+        "memory.svg".into(),
+        "Peak PSS of the serving process tree against concurrent clients".into(),
+        plot::chart(
+            "Process tree memory (peak PSS)",
+            "MiB",
+            clients,
+            &series(report, |r| mib(r.memory.peak_pss_kib)),
+        )?,
+    ));
+    b.push(Block::Table(pivot(report, "peak PSS MiB (mean)", |r| {
+        format!(
+            "{:.1} ({:.1})",
+            mib(r.memory.peak_pss_kib),
+            mib(r.memory.mean_pss_kib)
+        )
+    })));
+    b.push(Block::Plot(
+        "processes.svg".into(),
+        "Peak number of processes in the serving tree against concurrent clients".into(),
+        plot::chart(
+            "Processes in the tree (peak)",
+            "processes",
+            clients,
+            &series(report, |r| r.memory.peak_procs as f64),
+        )?,
+    ));
+    b.push(Block::Table(pivot(report, "processes peak (mean)", |r| {
+        format!("{} ({:.1})", r.memory.peak_procs, r.memory.mean_procs)
+    })));
+
+    b.push(Block::Heading("Where one request's time goes".into()));
+    b.push(Block::Para(
+        "From the server's own `Server-Timing` header, the median of several single requests on an idle server: `spawn` is starting the process (0 for a warm worker), `ttfb − spawn` the interpreter's start and the script's work until its first byte, `total − ttfb` relaying the answer. The client column is the whole exchange over loopback, connection included.".into(),
+    ));
+    b.push(Block::Table(timing_table(report)));
+
+    b.push(Block::Heading(
+        "Starting a process: posix_spawn, fork and the parent's size".into(),
+    ));
+    b.push(Block::Para(format!(
+        "`{}` started with the server's own spawner, posix_spawn (std) and fork+exec (nix), the two taking turns, while this process holds the given amount of touched memory; the time is from the call until the child has exec'd. fork copies the parent's page tables, so it slows down as the server grows; posix_spawn does not.",
+        report
+            .spawn_program
+            .as_ref()
+            .map_or("(none)".into(), |p| p.display().to_string())
+    )));
+    b.push(Block::Table(spawn_table(&report.spawn)));
+
+    b.push(Block::Heading("How it was measured".into()));
+    let mut how = vec![
+        format!(
+            "Concurrency: {}; each run at most {} requests or {:.1} s; {:.1} s of warm-up load before each rung's first run (pools started, caches warm).",
+            clients
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.limits.requests,
+            s.limits.duration.as_secs_f64(),
+            s.warmup.as_secs_f64()
+        ),
+        format!(
+            "Our server runs in this process on 127.0.0.1 with a fresh instance per rung, {} FastCGI workers per script (fixed: minimum = maximum), one connection thread and script slot per client.",
+            s.workers
+        ),
+        "CGI and FastCGI run the same files: `hello-rs` (compiled Rust, the library's FastCGI app module), `hello` (sh, CGI only: a shell script cannot speak FastCGI), `hello.fcgi.pl` (Perl FCGI), `hello.php` (php-cgi) and `greetings.py` (one WSGI app answering `Greetings universe`: wsgiref's CGIHandler as CGI, flup as FastCGI).".into(),
+        format!(
+            "gunicorn serves the same `greetings.py` with {w} gthread workers (1 thread each, so connections stay alive as with every other rung); uvicorn serves its ASGI twin `greetings_asgi.py` with {w} workers. Both on their own loopback port, started before their runs and stopped after.",
+            w = s.workers
+        ),
+        "Processes started are counted by the server (`/server-status`): scripts for CGI, workers for FastCGI.".into(),
+        "Reading /proc for the memory samples costs CPU too, more with more processes in the tree; it runs in every rung alike.".into(),
+    ];
+    if let Some(py) = &report.peers.python {
+        how.push(format!("Python: {}.", py.display()));
+    }
+    b.push(Block::List(how));
+
+    if !report.notes.is_empty() {
+        b.push(Block::Heading("Skipped rungs and notes".into()));
+        b.push(Block::List(report.notes.clone()));
+    }
+
+    b.push(Block::Heading("Every run".into()));
+    b.push(Block::Para(
+        "`load` is the machine's 1-minute load average as the run ended: above the core count, other work was competing for the CPU.".into(),
+    ));
+    b.push(Block::Table(runs_table(report)));
+
+    b.push(Block::Heading("Reproduce".into()));
+    b.push(Block::Para(
+        "From the source tree (a release build; `--quick` takes 1–2 minutes):".into(),
+    ));
+    b.push(Block::Code(
+        "cargo run --release -- report            # writes report/index.html and report/report.md"
+            .into(),
+    ));
+    Ok(b)
+}
+
+fn timing_table(report: &Report) -> Table {
+    let header = [
+        "request",
+        "queue ms",
+        "spawn ms",
+        "interpreter + script ms (ttfb − spawn)",
+        "relay ms (total − ttfb)",
+        "total ms",
+        "client ms",
+    ];
+    let rows = report
+        .timing
+        .iter()
+        .map(|t| {
+            let mode = if t.rung.model == Model::FastCgi {
+                " (warm worker)"
+            } else {
+                ""
+            };
+            vec![
+                format!("{}{mode}", t.rung.label()),
+                millis(t.queue),
+                millis(t.spawn),
+                millis(t.script()),
+                millis(t.relay()),
+                millis(t.total),
+                millis(t.client),
+            ]
+        })
+        .collect();
+    table(&header, rows)
+}
+
+fn spawn_table(cells: &[Cell]) -> Table {
+    let header = [
+        "parent holds",
+        "parent RSS MiB",
+        "posix_spawn µs (p90)",
+        "fork+exec µs (p90)",
+        "fork / posix_spawn",
+        "starts each",
+    ];
+    let mut sizes: Vec<usize> = cells.iter().map(|c| c.ballast_mib).collect();
+    sizes.dedup();
+    let rows = sizes
+        .into_iter()
+        .filter_map(|size| {
+            let get = |mode| {
+                cells
+                    .iter()
+                    .find(|c| c.ballast_mib == size && c.mode == mode)
+            };
+            let (p, f) = (get(SpawnMode::PosixSpawn)?, get(SpawnMode::Fork)?);
+            Some(vec![
+                format!("{size} MiB"),
+                format!("{:.0}", mib(p.parent_rss_kib)),
+                format!("{:.0} ({:.0})", p.median_us, p.p90_us),
+                format!("{:.0} ({:.0})", f.median_us, f.p90_us),
+                times(f.median_us / p.median_us.max(1e-9)),
+                format!("{}", p.samples.min(f.samples)),
+            ])
+        })
+        .collect();
+    table(&header, rows)
+}
+
+fn runs_table(report: &Report) -> Table {
+    let header = [
+        "rung",
+        "clients",
+        "answers",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "not 200",
+        "errors",
+        "connections",
+        "processes started",
+        "peak RSS MiB",
+        "peak PSS MiB",
+        "mean PSS MiB",
+        "peak procs",
+        "seconds",
+        "load",
+    ];
+    let rows = report
+        .runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.rung.label(),
+                r.concurrency.to_string(),
+                r.answered().to_string(),
+                rate(r.throughput),
+                millis(ms(r.p50)),
+                millis(ms(r.p99)),
+                r.non_200.to_string(),
+                r.errors.to_string(),
+                r.connects.to_string(),
+                r.spawned.map_or_else(|| "–".into(), |n| n.to_string()),
+                format!("{:.1}", mib(r.memory.peak_rss_kib)),
+                format!("{:.1}", mib(r.memory.peak_pss_kib)),
+                format!("{:.1}", mib(r.memory.mean_pss_kib)),
+                r.memory.peak_procs.to_string(),
+                format!("{:.1}", r.elapsed.as_secs_f64()),
+                format!("{:.1}", r.load),
+            ]
+        })
+        .collect();
+    table(&header, rows)
+}
+
+/// A table whose first column is text and the rest numbers.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> Table {
+    let mut numeric = vec![true; header.len()];
+    numeric[0] = false;
+    Table {
+        header: header.iter().map(|h| (*h).to_owned()).collect(),
+        rows,
+        numeric,
+    }
+}
+
+const TITLE: &str = "What a process per request costs: CGI and FastCGI measured";
+
+fn markdown(blocks: &[Block]) -> String {
+    let mut md = format!("# {TITLE}\n\n");
+    for b in blocks {
+        match b {
+            Block::Heading(h) => {
+                let _ = writeln!(md, "## {h}\n");
+            }
+            Block::Para(p) => {
+                let _ = writeln!(md, "{p}\n");
+            }
+            Block::List(items) => {
+                for i in items {
+                    let _ = writeln!(md, "- {i}");
+                }
+                md.push('\n');
+            }
+            Block::Claims(claims) => {
+                for (i, c) in claims.iter().enumerate() {
+                    let _ = writeln!(
+                        md,
+                        "{}. **{}** — *{}.* {}",
+                        i + 1,
+                        c.claim,
+                        c.verdict.text(),
+                        c.sentence
+                    );
+                }
+                md.push('\n');
+            }
+            Block::Table(t) => md.push_str(&markdown_table(t)),
+            Block::Plot(name, alt, _) => {
+                let _ = writeln!(md, "![{alt}]({name})\n");
+            }
+            Block::Code(c) => {
+                let _ = writeln!(md, "```sh\n{c}\n```\n");
+            }
+        }
+    }
+    md
+}
+
+fn markdown_table(t: &Table) -> String {
+    let cell = |s: &str| s.replace('|', "\\|");
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "| {} |",
+        t.header
+            .iter()
+            .map(|h| cell(h))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    let _ = writeln!(
+        md,
+        "|{}|",
+        t.numeric
+            .iter()
+            .map(|&n| if n { " ---: " } else { " --- " })
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    for row in &t.rows {
+        let _ = writeln!(
+            md,
+            "| {} |",
+            row.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")
+        );
+    }
+    md.push('\n');
+    md
+}
+
+/// Escapes `text` and turns its `code` and **bold** spans into HTML.
+fn inline_html(text: &str) -> String {
+    let mut out = String::new();
+    let (mut code, mut bold) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '`' {
+            out.push_str(if code { "</code>" } else { "<code>" });
+            code = !code;
+            rest = &rest[1..];
+        } else if !code && rest.starts_with("**") {
+            out.push_str(if bold { "</strong>" } else { "<strong>" });
+            bold = !bold;
+            rest = &rest[2..];
+        } else {
+            out.push_str(&escape(&c.to_string()));
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    if code {
+        out.push_str("</code>");
+    }
+    if bold {
+        out.push_str("</strong>");
+    }
+    out
+}
+
+const CSS: &str = "
+body { font: 15px/1.5 system-ui, -apple-system, 'Segoe UI', sans-serif; color: #222;
+       max-width: 1100px; margin: 2em auto; padding: 0 1em; }
+h1 { font-size: 1.7em; margin-bottom: .3em; }
+h2 { font-size: 1.3em; margin-top: 2em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+code { background: #f3f3f3; padding: 0 .25em; border-radius: 3px; font-size: .92em; }
+pre { background: #f3f3f3; padding: .8em 1em; overflow-x: auto; }
+pre code { background: none; padding: 0; }
+table { border-collapse: collapse; margin: 1em 0; font-size: .9em; }
+th, td { border: 1px solid #ddd; padding: .25em .6em; }
+th { background: #f6f6f6; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.wide { overflow-x: auto; }
+figure { margin: 1em 0; }
+figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
+ol.claims li { margin: .6em 0; }
+.verdict { font-weight: 600; padding: 0 .4em; border-radius: 3px; }
+.holds { background: #d9f2d9; } .partly { background: #fff1c2; }
+.not { background: #f8d7d7; } .unknown { background: #e8e8e8; }
+";
+
+fn html(blocks: &[Block]) -> String {
+    let mut h = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<h1>{}</h1>\n",
+        escape(TITLE),
+        escape(TITLE)
+    );
+    for b in blocks {
+        match b {
+            Block::Heading(t) => {
+                let _ = writeln!(h, "<h2>{}</h2>", escape(t));
+            }
+            Block::Para(p) => {
+                let _ = writeln!(h, "<p>{}</p>", inline_html(p));
+            }
+            Block::List(items) => {
+                h.push_str("<ul>\n");
+                for i in items {
+                    let _ = writeln!(h, "<li>{}</li>", inline_html(i));
+                }
+                h.push_str("</ul>\n");
+            }
+            Block::Claims(claims) => {
+                h.push_str("<ol class=\"claims\">\n");
+                for c in claims {
+                    let class = match c.verdict {
+                        Verdict::Holds => "holds",
+                        Verdict::Partly => "partly",
+                        Verdict::DoesNotHold => "not",
+                        Verdict::NotMeasured => "unknown",
+                    };
+                    let _ = writeln!(
+                        h,
+                        "<li><strong>{}</strong> <span class=\"verdict {class}\">{}</span> {}</li>",
+                        escape(c.claim),
+                        escape(c.verdict.text()),
+                        inline_html(&c.sentence)
+                    );
+                }
+                h.push_str("</ol>\n");
+            }
+            Block::Table(t) => h.push_str(&html_table(t)),
+            Block::Plot(_, alt, svg) => {
+                let _ = writeln!(
+                    h,
+                    "<figure role=\"img\" aria-label=\"{}\">\n{svg}\n</figure>",
+                    escape(alt)
+                );
+            }
+            Block::Code(c) => {
+                let _ = writeln!(h, "<pre><code>{}</code></pre>", escape(c));
+            }
+        }
+    }
+    h.push_str("</body>\n</html>\n");
+    h
+}
+
+fn html_table(t: &Table) -> String {
+    let mut h = String::from("<div class=\"wide\"><table>\n");
+    // A key-value table has no header worth a row (Markdown needs one anyway).
+    if t.header.iter().any(|c| !c.is_empty()) {
+        h.push_str("<tr>");
+        for head in &t.header {
+            let _ = write!(h, "<th>{}</th>", escape(head));
+        }
+        h.push_str("</tr>\n");
+    }
+    for row in &t.rows {
+        h.push_str("<tr>");
+        for (i, c) in row.iter().enumerate() {
+            let class = if t.numeric.get(i).copied().unwrap_or(false) {
+                " class=\"n\""
+            } else {
+                ""
+            };
+            let _ = write!(h, "<td{class}>{}</td>", escape(c));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table></div>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_spans() {
+        assert_eq!(
+            inline_html("a `<b>` **c** & d"),
+            "a <code>&lt;b&gt;</code> <strong>c</strong> &amp; d"
+        );
+    }
+
+    #[test]
+    fn markdown_tables_escape_pipes() {
+        let t = table(&["a", "b"], vec![vec!["x|y".into(), "1".into()]]);
+        assert_eq!(
+            markdown_table(&t),
+            "| a | b |\n| --- | ---: |\n| x\\|y | 1 |\n\n"
+        );
+    }
+}
