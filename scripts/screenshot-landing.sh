@@ -10,11 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-docs/landing.png}
 
-browser=$(command -v chromium || command -v chromium-browser || true)
-if [ -z "$browser" ]; then
-    echo "skip: no chromium on PATH (apt-get install chromium)"
-    exit 0
-fi
+. scripts/lib/screenshot.sh
+find_browser
 
 cargo build --quiet
 tmp=$(mktemp -d)
@@ -40,30 +37,4 @@ if [ -z "$url" ]; then
     exit 1
 fi
 
-mkdir -p "$(dirname "$out")"
-rm -f "$out"
-"$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-    --disable-background-networking --disable-component-update --disable-sync \
-    --hide-scrollbars --user-data-dir="$tmp/profile" \
-    --screenshot="$(realpath -m "$out")" --window-size=1200,800 "$url/" \
-    >"$tmp/chromium.log" 2>&1 || { cat "$tmp/chromium.log" >&2; exit 1; }
-
-# Not blank: a page of text has many shades (anti-aliasing); a blank one has a few.
-python3 - "$out" <<'PY'
-import struct, sys, zlib
-data = open(sys.argv[1], "rb").read()
-assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-pos, idat, size = 8, b"", None
-while pos < len(data):
-    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-    body = data[pos + 8:pos + 8 + n]
-    if kind == b"IHDR":
-        size = struct.unpack(">II", body[:8])
-    elif kind == b"IDAT":
-        idat += body
-    pos += 12 + n
-shades = len(set(zlib.decompress(idat)))
-print(f"{sys.argv[1]}: {size[0]}x{size[1]}, {len(data)} bytes, {shades} distinct byte values")
-if shades < 32:
-    sys.exit("the screenshot looks blank")
-PY
+screenshot "$url/" "$out" 1200x800 "$tmp/profile"

@@ -1,11 +1,13 @@
 //! A small blocking HTTP/1.1 keep-alive client, and a set of them on their own threads
 //! driven in lockstep: the closed-loop load the `models` bench times.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use cgi_testbed::report::load::Conn;
 
 /// One answer: status and body (de-chunked).
 #[derive(Debug)]
@@ -21,12 +23,11 @@ impl Reply {
 }
 
 /// One keep-alive connection sending `GET path` over and over; reconnects when the
-/// server ends the connection.
+/// server ends the connection. The HTTP side is the report's load client.
 pub struct KeepAlive {
     addr: SocketAddr,
     request: Vec<u8>,
-    stream: Option<TcpStream>,
-    buf: Vec<u8>,
+    conn: Option<Conn>,
 }
 
 fn bad(what: impl Into<String>) -> io::Error {
@@ -35,159 +36,41 @@ fn bad(what: impl Into<String>) -> io::Error {
 
 impl KeepAlive {
     pub fn connect(addr: SocketAddr, path: &str) -> io::Result<KeepAlive> {
-        let mut c = KeepAlive {
+        Ok(KeepAlive {
             addr,
             request: format!("GET {path} HTTP/1.1\r\nHost: b\r\n\r\n").into_bytes(),
-            stream: None,
-            buf: Vec::with_capacity(16 << 10),
-        };
-        c.reconnect()?;
-        Ok(c)
-    }
-
-    fn reconnect(&mut self) -> io::Result<()> {
-        let s = TcpStream::connect(self.addr)?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))?;
-        self.stream = Some(s);
-        self.buf.clear();
-        Ok(())
+            conn: Some(Conn::open(addr)?),
+        })
     }
 
     /// Drops the connection (whatever it holds now is suspect); the next request
     /// opens a new one.
     pub fn disconnect(&mut self) {
-        self.stream = None;
-        self.buf.clear();
-    }
-
-    fn stream(&mut self) -> io::Result<&mut TcpStream> {
-        if self.stream.is_none() {
-            self.reconnect()?;
-        }
-        Ok(self.stream.as_mut().expect("connected"))
-    }
-
-    /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
-    fn fill(&mut self) -> io::Result<usize> {
-        let mut chunk = [0u8; 16 << 10];
-        let n = loop {
-            // A socket with a read timeout returns EINTR even for SA_RESTART handlers
-            // (signal(7)), and this process is also the server, reaping scripts.
-            match self.stream()?.read(&mut chunk) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other?,
-            }
-        };
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
-    fn fill_or_eof(&mut self, what: &str) -> io::Result<()> {
-        match self.fill()? {
-            0 => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("connection closed in the {what}"),
-            )),
-            _ => Ok(()),
-        }
+        self.conn = None;
     }
 
     /// Sends one request and reads the whole response.
     pub fn get(&mut self) -> io::Result<Reply> {
-        let request = std::mem::take(&mut self.request);
-        let sent = self.stream()?.write_all(&request);
-        self.request = request;
-        sent?;
-        let (status, framing, close, head_len) = loop {
-            let mut slots = [httparse::EMPTY_HEADER; 32];
-            let mut resp = httparse::Response::new(&mut slots);
-            match resp.parse(&self.buf).map_err(|e| bad(e.to_string()))? {
-                httparse::Status::Complete(n) => {
-                    let status = resp.code.unwrap_or(0);
-                    let mut framing = Framing::Close;
-                    let mut close = false;
-                    for h in resp.headers.iter() {
-                        if h.name.eq_ignore_ascii_case("content-length") {
-                            let len = std::str::from_utf8(h.value)
-                                .ok()
-                                .and_then(|v| v.trim().parse().ok())
-                                .ok_or_else(|| bad("bad Content-Length"))?;
-                            framing = Framing::Length(len);
-                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                            framing = Framing::Chunked;
-                        } else if h.name.eq_ignore_ascii_case("connection") {
-                            close = h.value.eq_ignore_ascii_case(b"close");
-                        }
-                    }
-                    break (status, framing, close, n);
-                }
-                httparse::Status::Partial => self.fill_or_eof("response head")?,
-            }
+        let conn = match &mut self.conn {
+            Some(c) => c,
+            None => self.conn.insert(Conn::open(self.addr)?),
         };
-        self.buf.drain(..head_len);
-        let body = match framing {
-            Framing::Length(len) => {
-                while self.buf.len() < len {
-                    self.fill_or_eof("body")?;
-                }
-                self.buf.drain(..len).collect()
-            }
-            Framing::Chunked => self.chunks()?,
-            Framing::Close => {
-                while self.fill()? > 0 {}
-                self.stream = None;
-                std::mem::take(&mut self.buf)
-            }
-        };
-        if close {
-            self.stream = None;
+        let answer = conn.exchange(&self.request, true)?;
+        if answer.close {
+            self.conn = None;
         }
-        if status != 200 {
+        if answer.status != 200 {
             return Err(bad(format!(
-                "status {status}: {}",
-                String::from_utf8_lossy(&body)
+                "status {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
             )));
         }
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status: answer.status,
+            body: answer.body,
+        })
     }
-
-    fn chunks(&mut self) -> io::Result<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            let line = loop {
-                if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                    break i;
-                }
-                self.fill_or_eof("chunk size")?;
-            };
-            let size = std::str::from_utf8(&self.buf[..line])
-                .ok()
-                .map(|s| s.split(';').next().unwrap_or("").trim())
-                .and_then(|s| usize::from_str_radix(s, 16).ok())
-                .ok_or_else(|| bad("bad chunk size"))?;
-            self.buf.drain(..line + 2);
-            if size == 0 {
-                // No trailers from this server: just the final CRLF.
-                while self.buf.len() < 2 {
-                    self.fill_or_eof("last chunk")?;
-                }
-                self.buf.drain(..2);
-                return Ok(body);
-            }
-            while self.buf.len() < size + 2 {
-                self.fill_or_eof("chunk")?;
-            }
-            body.extend(self.buf.drain(..size));
-            self.buf.drain(..2);
-        }
-    }
-}
-
-enum Framing {
-    Length(usize),
-    Chunked,
-    Close,
 }
 
 /// `n` clients, each on its own thread with its own keep-alive connection.
