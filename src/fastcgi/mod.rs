@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::dispatch::Call;
 use crate::error::Error;
-use crate::gateway::env;
+use crate::gateway::env::{self, MetaVars};
 use crate::http::body::Prepared;
 use crate::relay::{self, BodyIn, Outcome};
 use crate::route::Script;
@@ -32,6 +32,20 @@ pub struct Served {
     pub pid: i32,
     /// Whether the worker was started for this request.
     pub cold: bool,
+}
+
+/// The body as it will travel in STDIN records, and the PARAMS (the CGI
+/// meta-variables, with CONTENT_LENGTH from the prepared body).
+fn body_and_params(call: &Call<'_>, body: Prepared) -> (BodyIn, MetaVars) {
+    let (body, length) = body_in(body);
+    let params = env::meta_variables(
+        call.req,
+        call.script,
+        call.conn.ends,
+        length,
+        &call.shared.site,
+    );
+    (body, params)
 }
 
 /// How the body travels as STDIN records, and CONTENT_LENGTH.
@@ -62,6 +76,7 @@ pub fn run_pooled(
     body: Prepared,
     settings: &dyn Fn() -> relay::Settings,
 ) -> Result<Served, Error> {
+    let (mut body, params) = body_and_params(&call, body);
     let Call {
         shared,
         conn,
@@ -70,8 +85,6 @@ pub fn run_pooled(
         tag,
         id,
     } = call;
-    let (mut body, length) = body_in(body);
-    let params = env::meta_variables(req, script, conn.ends, length, &shared.site);
     let pool = shared
         .pools
         .pool(&script.script_name, &script.file, command(script));
@@ -157,16 +170,14 @@ pub fn run_external(
     body: Prepared,
     settings: &dyn Fn() -> relay::Settings,
 ) -> Result<Served, Error> {
+    let (mut body, params) = body_and_params(&call, body);
     let Call {
         shared,
         conn,
         req,
-        script,
         tag,
-        id: _,
+        ..
     } = call;
-    let (mut body, length) = body_in(body);
-    let params = env::meta_variables(req, script, conn.ends, length, &shared.site);
     let mut stream = backend.connect(&shared.log)?;
     let log = ScriptLog::new(
         format!("{tag} [fcgi {}]", backend.name()),
