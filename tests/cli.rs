@@ -164,6 +164,17 @@ fn sigterm_stops_cleanly_with_no_script_left_running() {
 }
 
 #[test]
+fn sigint_stops_it_too() {
+    let dir = tempfile::tempdir().unwrap();
+    write_script(&dir.path().join("cgi-bin/hello"), HELLO_SCRIPT);
+    let (mut child, addr) = start(&["--listen", "127.0.0.1:0"], dir.path());
+    assert_eq!(get(addr, "/cgi-bin/hello").status, 200);
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
 fn fork_spawn_flag_and_access_log_to_stdout() {
     let dir = tempfile::tempdir().unwrap();
     write_script(&dir.path().join("cgi-bin/hello"), HELLO_SCRIPT);

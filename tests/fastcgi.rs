@@ -253,6 +253,28 @@ fn client_disconnect_aborts_the_request_and_the_worker_carries_on() {
 }
 
 #[test]
+fn every_end_request_protocol_status_is_handled() {
+    let s = app_server(|c| c.workers.max = 1);
+    for (status, http, needle) in [
+        (2, 503, "overloaded"),
+        (1, 502, "FCGI_CANT_MPX_CONN"),
+        (3, 502, "FCGI_UNKNOWN_ROLE"),
+    ] {
+        let r = s.get(&format!("/fcgi-bin/app?status={status}"));
+        assert_eq!(r.status, http, "protocol status {status}");
+        assert!(
+            eventually(Duration::from_secs(2), || !s
+                .log_lines_with(needle)
+                .is_empty()),
+            "no log line naming {needle}: {:#?}",
+            s.error_log()
+        );
+    }
+    // The connection is still in step afterwards: the next request is served.
+    assert_eq!(s.get("/fcgi-bin/app").status, 200);
+}
+
+#[test]
 fn stderr_records_go_to_the_log() {
     let s = app_server(|_| {});
     assert_eq!(s.get("/fcgi-bin/app?stderr").status, 200);

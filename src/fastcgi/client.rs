@@ -38,9 +38,17 @@ impl Stream {
     /// arrived while idle must be whole management records (a late answer to
     /// FCGI_GET_VALUES, which threaded apps such as flup send when they get to it).
     pub fn idle_check(&mut self) -> bool {
-        let mut buf = Vec::new();
+        // Runs before every request: the usual answer (nothing there) must not cost an
+        // allocation, so the first read goes to the stack.
+        let mut first = [0u8; 256];
+        let mut buf = match sys::recv_nonblocking(self.as_raw_fd(), &mut first) {
+            Ok(0) => return false,
+            Ok(n) => first[..n].to_vec(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        };
         loop {
-            match sys::recv_append(self.as_raw_fd(), &mut buf, 64 * 1024) {
+            match sys::recv_append(self.as_raw_fd(), &mut buf, 16 * 1024) {
                 Ok(0) => return false,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -236,7 +244,9 @@ impl<'a> Exchange<'a> {
     /// Reads what the socket has and decodes whole records.
     fn read_records(&mut self) -> Result<(), Error> {
         loop {
-            match sys::recv_append(self.stream.as_raw_fd(), &mut self.inbuf, 64 * 1024) {
+            // 16 KiB per read fits the buffer a typical answer needs, so it is not
+            // reallocated on every request.
+            match sys::recv_append(self.stream.as_raw_fd(), &mut self.inbuf, 16 * 1024) {
                 Ok(0) => {
                     self.eof = true;
                     break;
