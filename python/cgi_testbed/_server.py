@@ -83,7 +83,12 @@ class Server:
         )
         stdout = Capture(process.stdout, f"cgi-testbed {process.pid} stdout")
         stderr = Capture(process.stderr, f"cgi-testbed {process.pid} stderr")
-        listening = stdout.wait_for(lambda data: _url(data) is not None, timeout)
+        try:
+            listening = stdout.wait_for(lambda data: _url(data) is not None, timeout)
+        except BaseException:  # e.g. Ctrl-C while waiting: leave no server behind
+            process.kill()
+            process.wait()
+            raise
         if not listening:
             # The end of stdout means it exited (or is exiting); otherwise it hangs.
             timed_out = not stdout.ended
