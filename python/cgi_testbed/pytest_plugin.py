@@ -18,7 +18,7 @@ import pytest
 from ._server import PathLike, Server, server_args
 
 _SERVERS = pytest.StashKey[List[Server]]()
-_CALL_FAILED = pytest.StashKey[bool]()
+_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def cgi_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
         server.stop()
     failures = [f for f in (s.failure() for s in servers) if f]
     # A failed test already shows the logs; a passing one would hide the crash.
-    if failures and not request.node.stash.get(_CALL_FAILED, False):
+    if failures and not request.node.stash.get(_FAILED, False):
         pytest.fail("; ".join(failures) + " (error log below)", pytrace=False)
 
 
@@ -56,10 +56,9 @@ def cgi_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., str]]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    if report.when == "call":
-        item.stash[_CALL_FAILED] = report.failed
     if not report.failed:
         return
+    item.stash[_FAILED] = True
     for server in item.stash.get(_SERVERS, []):
         # error_log() reads the pipe up to now, so a line the server wrote just
         # before the failing response is in it.
