@@ -128,6 +128,10 @@ fn answer(
     tag: &str,
     record: &mut Record,
 ) -> Result<Option<String>, Error> {
+    if let Some(s) = crate::options::asterisk(conn, req)? {
+        (record.model, record.status, record.bytes) = (Model::Builtin, s.status, s.bytes);
+        return Ok(None);
+    }
     let (path, _) = req.path_and_query();
     let mut clean = route::clean_path(path)?;
     // The second round serves a `--try-files` fallback with the request unchanged, so
@@ -363,7 +367,7 @@ fn spool_chunked(
     timeout: Duration,
 ) -> Result<Spooled, Error> {
     let deadline = Instant::now() + timeout;
-    let mut decoder = ChunkedDecoder::new();
+    let mut decoder = ChunkedDecoder::with_limit(max_body);
     let mut spool = Spool::new(memory);
     let mut data = Vec::new();
     loop {

@@ -48,11 +48,14 @@ impl Error {
                 HeadError::TooLarge | HeadError::TooManyHeaders => 431,
                 HeadError::VersionNotSupported => 505,
                 HeadError::ExpectationFailed => 417,
-                HeadError::UnsupportedTransferCoding => 501,
+                // RFC 9110 §9.1: a method we do not implement.
+                HeadError::UnsupportedTransferCoding | HeadError::MethodTooLong => 501,
                 HeadError::Malformed(_)
                 | HeadError::MissingHost
                 | HeadError::BadHost
+                | HeadError::BadTargetHost
                 | HeadError::AmbiguousFraming
+                | HeadError::BadTransferEncoding(_)
                 | HeadError::BadContentLength => 400,
             },
             Error::Body(e) => match e {
