@@ -452,7 +452,7 @@ fn access_log(shared: &Shared, conn: &Conn, req: &Request, record: &Record, star
     }
     let quoted = |name: &'static str| {
         req.header(name)
-            .map(|v| String::from_utf8_lossy(v).replace('"', "\\\""))
+            .map(crate::logger::escape)
             .unwrap_or_else(|| "-".into())
     };
     shared.log.access(&format!(
@@ -460,7 +460,7 @@ fn access_log(shared: &Shared, conn: &Conn, req: &Request, record: &Record, star
         conn.ends.remote.ip(),
         clf_time(SystemTime::now()),
         req.method,
-        req.target.replace('"', "%22"),
+        crate::logger::escape(req.target.as_bytes()),
         req.version.as_str(),
         record.status,
         record.bytes,
