@@ -275,6 +275,7 @@ fn landing(shared: &Shared, conn: &mut Conn, req: &Request) -> Result<Answer, Er
             version: &version,
             static_root: layout.static_root.as_deref(),
             status_page: shared.config.status_page,
+            show_paths: status::is_loopback(conn.ends.remote.ip()),
         },
     );
     no_store_page(conn, req, "text/html; charset=utf-8", page.as_bytes())

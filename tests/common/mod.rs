@@ -372,6 +372,66 @@ pub fn read_pid(file: &Path) -> u32 {
     pid.expect("script wrote its pid")
 }
 
+/// Set by `.ci/run`, which installs every peer some tests need: a test that finds
+/// its peer missing then fails instead of skipping, so a run where it could not
+/// happen is not reported as passed.
+pub const REQUIRE_PEERS: &str = "CGI_TESTBED_REQUIRE_PEERS";
+
+/// Whether a test may go on with what it needs from the machine (`available`);
+/// `needs` says what, and how to get it. When not: fails the test under
+/// [`REQUIRE_PEERS`], else says on stderr that the test is skipped and returns false
+/// for the test to return.
+pub fn peer(available: bool, needs: &str) -> bool {
+    if available {
+        return true;
+    }
+    let required = std::env::var_os(REQUIRE_PEERS).is_some_and(|v| !v.is_empty() && v != "0");
+    assert!(
+        !required,
+        "{REQUIRE_PEERS} is set and this test cannot run: it needs {needs}"
+    );
+    eprintln!("SKIPPED: this test needs {needs} (see README, Tests)");
+    false
+}
+
+/// Does this command run and succeed? (A probe for a peer such as php-cgi.)
+pub fn command_works(program: &str, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// An IPv4 address of this machine outside 127.0.0.0/8, to reach a server the way a
+/// client elsewhere does (the server treats loopback clients as trusted).
+pub fn non_loopback_ipv4() -> Option<std::net::Ipv4Addr> {
+    let mut found = None;
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, which is read only while it is alive and freed once.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut at = list;
+        while !at.is_null() && found.is_none() {
+            let addr = (*at).ifa_addr;
+            if !addr.is_null() && i32::from((*addr).sa_family) == libc::AF_INET {
+                let v4 = &*(addr as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+                if !ip.is_loopback() && !ip.is_unspecified() {
+                    found = Some(ip);
+                }
+            }
+            at = (*at).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
+}
+
 pub const ENV_SCRIPT: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nenv\n";
 pub const ECHO_SCRIPT: &str =
     "#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\r\\n\\r\\n'\nexec cat\n";
