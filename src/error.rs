@@ -72,6 +72,7 @@ impl Error {
             Error::MethodNotAllowed(_) => 405,
             Error::Static(StaticError::MethodNotAllowed(_)) => 405,
             Error::Static(StaticError::RangeNotSatisfiable(_)) => 416,
+            Error::Static(StaticError::PreconditionFailed) => 412,
             Error::Overloaded(_) => 503,
             Error::Spawn(SpawnError::PermissionDenied(_)) => 403,
             Error::Spawn(_) => 500,

@@ -147,6 +147,47 @@ fn if_modified_since_gives_304() {
 }
 
 #[test]
+fn if_unmodified_since_in_the_past_gives_412() {
+    let s = site_server(&[], |_| {});
+    let modified = s
+        .get("/notes.txt")
+        .header("last-modified")
+        .unwrap()
+        .to_owned();
+    for (headers, status) in [
+        (
+            "If-Unmodified-Since: Thu, 01 Jan 1998 00:00:00 GMT\r\n",
+            412,
+        ),
+        (&format!("If-Unmodified-Since: {modified}\r\n") as &str, 200),
+        ("If-Unmodified-Since: not a date\r\n", 200),
+        // RFC 9110 §13.2.2: If-Match first; a weak tag never matches it strongly.
+        (
+            "If-Match: *\r\nIf-Unmodified-Since: Thu, 01 Jan 1998 00:00:00 GMT\r\n",
+            200,
+        ),
+        ("If-Match: \"nope\"\r\n", 412),
+    ] {
+        let r = get_with(&s, "/notes.txt", headers);
+        assert_eq!(r.status, status, "{headers}: {}", r.text());
+        if status == 412 {
+            assert!(!r.text().contains("0123456789"), "{}", r.text());
+        }
+    }
+    let mut c = s.client();
+    c.send(b"HEAD /notes.txt HTTP/1.1\r\nHost: x\r\nIf-Unmodified-Since: Thu, 01 Jan 1998 00:00:00 GMT\r\n\r\n");
+    assert_eq!(c.head_response().status, 412);
+}
+
+#[test]
+fn a_file_with_a_trailing_slash_is_404() {
+    let s = site_server(&[], |_| {});
+    assert_eq!(s.get("/notes.txt/").status, 404);
+    assert_eq!(s.get("/notes.txt/x").status, 404);
+    assert_eq!(s.get("/notes.txt").status, 200);
+}
+
+#[test]
 fn etag_and_if_none_match_give_304() {
     let s = site_server(&[], |_| {});
     let first = s.get("/notes.txt");
@@ -181,6 +222,12 @@ fn single_ranges_give_206_and_unsatisfiable_ones_416() {
     let past = get_with(&s, "/notes.txt", "Range: bytes=16-20\r\n");
     assert_eq!(past.status, 416);
     assert_eq!(past.header("content-range"), Some("bytes */16"));
+    // An end past the file, even past u64, is clamped to it (RFC 9110 §14.1.2).
+    let huge = get_with(&s, "/notes.txt", "Range: bytes=0-99999999999999999999\r\n");
+    assert_eq!((huge.status, huge.body.len()), (206, 16));
+    assert_eq!(huge.header("content-range"), Some("bytes 0-15/16"));
+    let tail = get_with(&s, "/notes.txt", "Range: bytes=10-99999999999999999999\r\n");
+    assert_eq!((tail.status, tail.text().as_str()), (206, "abcdef"));
     // Several ranges may be answered with the whole file.
     let multi = get_with(&s, "/notes.txt", "Range: bytes=0-1,4-5\r\n");
     assert_eq!((multi.status, multi.body.len()), (200, 16));
