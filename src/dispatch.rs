@@ -218,7 +218,13 @@ fn answer_fastcgi(
     let external = shared.external.get(name);
     let script = match external {
         Some(_) => route::named(&shared.cgi_dir, "/fcgi-bin", rest),
-        None => route::resolve(&shared.cgi_dir, "/fcgi-bin", rest, &config.interpreters)?,
+        None => route::resolve(
+            &shared.cgi_dir,
+            "/fcgi-bin",
+            rest,
+            &config.interpreters,
+            config.dotfiles,
+        )?,
     };
     check_method(req)?;
     check_length(req, config.max_body)?;
@@ -255,7 +261,13 @@ fn answer_cgi(
     record: &mut Record,
 ) -> Result<Option<String>, Error> {
     let config = &shared.config;
-    let script = route::resolve(&mount.dir, &mount.url, rest, &config.interpreters)?;
+    let script = route::resolve(
+        &mount.dir,
+        &mount.url,
+        rest,
+        &config.interpreters,
+        config.dotfiles,
+    )?;
     check_method(req)?;
     check_length(req, config.max_body)?;
     let queued = Instant::now();

@@ -66,7 +66,7 @@ impl Error {
             },
             Error::Route(e) => match e {
                 RouteError::BadPath(_) => 400,
-                RouteError::NotFound => 404,
+                RouteError::NotFound | RouteError::Hidden => 404,
                 RouteError::Forbidden(_) => 403,
             },
             Error::MethodNotAllowed(_) => 405,

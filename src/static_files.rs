@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::http::conn::Conn;
 use crate::http::head::Request;
 use crate::http::response::{self, BodyFraming, Head};
-use crate::route::RouteError;
+use crate::route::{self, Dotfiles, RouteError};
 
 /// Files up to this size go out in the same write as the head: one syscall, one packet.
 const INLINE_MAX: u64 = 64 * 1024;
@@ -59,8 +59,15 @@ pub enum Found {
 /// Finds `clean` (decoded, normalized: no `..` left) under `root`, which must be
 /// canonical. Symlinks may be used as long as they end inside the root; nothing inside
 /// one of the canonical `scripts` directories is ever a static file, so a script's
-/// source cannot be read by a path that avoids its mount.
-pub fn lookup(root: &Path, clean: &str, scripts: &[&Path]) -> Result<Found, RouteError> {
+/// source cannot be read by a path that avoids its mount; no path with a segment
+/// starting with `.` is, unless `dotfiles` allows it.
+pub fn lookup(
+    root: &Path,
+    clean: &str,
+    scripts: &[&Path],
+    dotfiles: Dotfiles,
+) -> Result<Found, RouteError> {
+    route::check_dotfiles(clean, dotfiles)?;
     let mut path = root.to_path_buf();
     let mut via_symlink = false;
     let mut meta: Option<fs::Metadata> = None;
@@ -649,7 +656,7 @@ mod tests {
         symlink(root.join("cgi-bin/app"), root.join("app-src")).unwrap();
         let scripts = [root.join("cgi-bin")];
         let scripts: Vec<&Path> = scripts.iter().map(PathBuf::as_path).collect();
-        let l = |p: &str| lookup(&root, p, &scripts);
+        let l = |p: &str| lookup(&root, p, &scripts, Dotfiles::Deny);
         assert!(matches!(l("/docs/a.txt"), Ok(Found::File(p)) if p == root.join("docs/a.txt")));
         assert!(matches!(l("/docs/"), Ok(Found::Dir(_))));
         assert!(matches!(l("/"), Ok(Found::Dir(p)) if p == root));
@@ -665,5 +672,12 @@ mod tests {
         ));
         assert!(matches!(l("/cgi-bin/app"), Err(RouteError::Forbidden(_))));
         assert!(matches!(l("/app-src"), Err(RouteError::Forbidden(_))));
+        fs::write(root.join(".env"), "KEY=1").unwrap();
+        assert_eq!(l("/.env").unwrap_err(), RouteError::Hidden);
+        assert_eq!(l("/.nothing").unwrap_err(), RouteError::Hidden);
+        assert!(matches!(
+            lookup(&root, "/.env", &scripts, Dotfiles::Allow),
+            Ok(Found::File(_))
+        ));
     }
 }

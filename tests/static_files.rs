@@ -420,3 +420,70 @@ fn try_files_fallback_can_carry_the_path_and_can_be_404() {
     assert_eq!(s.get("/index").text(), "<h1>home</h1>\n");
     assert_eq!(s.get("/nothing").status, 404);
 }
+
+fn with_dotfiles(s: &TestServer) {
+    let root = site(s);
+    fs::create_dir_all(root.join(".git")).unwrap();
+    fs::create_dir_all(root.join(".well-known/acme-challenge")).unwrap();
+    fs::create_dir_all(root.join("docs/.svn")).unwrap();
+    fs::write(root.join(".env"), "DB_PASSWORD=hunter2\n").unwrap();
+    fs::write(root.join(".git/config"), "[core]\n").unwrap();
+    fs::write(root.join("docs/.svn/entries"), "svn\n").unwrap();
+    fs::write(root.join(".well-known/acme-challenge/tok"), "proof\n").unwrap();
+    write_script(&s.cgi_dir().join(".hidden"), APP_SCRIPT);
+    write_script(&s.cgi_dir().join(".d/app"), APP_SCRIPT);
+}
+
+#[test]
+fn dot_segments_are_not_served_or_run_by_default() {
+    let s = site_server(&[("app", APP_SCRIPT)], |_| {});
+    with_dotfiles(&s);
+    for path in [
+        "/.env",
+        "/.git/config",
+        "/.git/",
+        "/docs/.svn/entries",
+        "/%2egit/config",
+        "/.nothing-here",
+        "/cgi-bin/.hidden",
+        "/cgi-bin/.d/app",
+        "/cgi-bin/app/.env",
+        "/fcgi-bin/.hidden",
+    ] {
+        let r = s.get(path);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert!(!r.text().contains("hunter2") && !r.text().contains("REQUEST_URI"));
+    }
+    // RFC 8615's directory stays served.
+    let r = s.get("/.well-known/acme-challenge/tok");
+    assert_eq!((r.status, r.text().as_str()), (200, "proof\n"));
+    // A front controller is not handed them either.
+    let s = site_server(&[("app", APP_SCRIPT)], |c| {
+        c.try_files = Some(TryFiles::parse("$uri $uri/ /cgi-bin/app").unwrap());
+    });
+    with_dotfiles(&s);
+    for path in ["/.env", "/.git/config", "/x/.htaccess"] {
+        let r = s.get(path);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert!(!r.text().contains("hunter2") && !r.text().contains("REQUEST_URI"));
+    }
+    assert_eq!(
+        s.get("/blog/post").status,
+        200,
+        "other paths still reach the app"
+    );
+}
+
+#[test]
+fn dotfiles_allow_serves_and_runs_them() {
+    let s = site_server(&[("app", APP_SCRIPT)], |c| {
+        c.dotfiles = cgi_testbed::route::Dotfiles::Allow;
+    });
+    with_dotfiles(&s);
+    assert_eq!(s.get("/.env").text(), "DB_PASSWORD=hunter2\n");
+    assert_eq!(s.get("/docs/.svn/entries").status, 200);
+    let r = s.get("/cgi-bin/.hidden");
+    assert_eq!(r.var("SCRIPT_NAME").as_deref(), Some("/cgi-bin/.hidden"));
+    let r = s.get("/cgi-bin/app/.env");
+    assert_eq!(r.var("PATH_INFO").as_deref(), Some("/.env"));
+}
