@@ -378,6 +378,11 @@ fn bad_script_output_is_502_with_a_log_line() {
         ),
         ("silent", "#!/bin/sh\nexit 0\n"),
         ("crash", "#!/bin/sh\nkill -SEGV $$\n"),
+        // `Location: $url` with $url unset: neither a redirect nor a document.
+        (
+            "emptylocation",
+            "#!/bin/sh\nprintf 'Location: %s\\r\\n\\r\\n' \"$UNSET\"\n",
+        ),
     ];
     let s = TestServer::start(&cases);
     for (name, _) in cases {
