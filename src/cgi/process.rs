@@ -224,7 +224,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(registry.count(), 0, "still registered while being reaped");
-        assert!(!reaper.is_finished(), "registry emptied only after the reap");
+        assert!(
+            !reaper.is_finished(),
+            "registry emptied only after the reap"
+        );
         assert_eq!(reaper.join().unwrap().code, 0);
     }
 }

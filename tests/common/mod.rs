@@ -372,26 +372,34 @@ pub fn read_pid(file: &Path) -> u32 {
     pid.expect("script wrote its pid")
 }
 
-/// Set by `.ci/run`, which installs every peer some tests need: a test that finds
-/// its peer missing then fails instead of skipping, so a run where it could not
-/// happen is not reported as passed.
+/// Set by `.ci/run`, which installs every peer some tests need (php-cgi, Perl's
+/// FCGI, flup): then a test that finds something it needs missing fails instead of
+/// skipping, so a run where it could not happen is not reported as passed.
 pub const REQUIRE_PEERS: &str = "CGI_TESTBED_REQUIRE_PEERS";
 
-/// Whether a test may go on with what it needs from the machine (`available`);
-/// `needs` says what, and how to get it. When not: fails the test under
-/// [`REQUIRE_PEERS`], else says on stderr that the test is skipped and returns false
-/// for the test to return.
-pub fn peer(available: bool, needs: &str) -> bool {
-    if available {
-        return true;
-    }
+/// A test (or part of one) cannot run here, for `reason`: under [`REQUIRE_PEERS`]
+/// that fails the test; otherwise it says so on stderr, past libtest's capture so
+/// that `cargo test` shows it, and the caller skips that part.
+pub fn skip(reason: &str) {
     let required = std::env::var_os(REQUIRE_PEERS).is_some_and(|v| !v.is_empty() && v != "0");
     assert!(
         !required,
-        "{REQUIRE_PEERS} is set and this test cannot run: it needs {needs}"
+        "{REQUIRE_PEERS} is set, and this test cannot run: {reason}"
     );
-    eprintln!("SKIPPED: this test needs {needs} (see README, Tests)");
-    false
+    let name = std::thread::current().name().unwrap_or("?").to_owned();
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {name}: {reason} (README: Tests)"
+    );
+}
+
+/// Whether a test may go on with what it needs from the machine: `available`, or
+/// [`skip`] with `needs` (what, and how to get it) and false for the test to return.
+pub fn peer(available: bool, needs: &str) -> bool {
+    if !available {
+        skip(&format!("needs {needs}"));
+    }
+    available
 }
 
 /// Does this command run and succeed? (A probe for a peer such as php-cgi.)
