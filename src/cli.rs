@@ -13,6 +13,7 @@ use crate::fastcgi::external::Address;
 use crate::limits::Limits;
 use crate::logger::LogTarget;
 use crate::report::ReportArgs;
+use crate::route::Dotfiles;
 use crate::status::IpNet;
 use crate::try_files::TryFiles;
 
@@ -65,6 +66,11 @@ pub struct Args {
     /// original REQUEST_URI) or =404. E.g. '$uri $uri/ /cgi-bin/app'.
     #[arg(long, value_name = "LIST", value_parser = TryFiles::parse)]
     pub try_files: Option<TryFiles>,
+
+    /// Serve and run paths with a segment starting with "." (.git/, .env); by default
+    /// they are 404, except /.well-known/.
+    #[arg(long, value_enum, default_value = "deny", value_name = "deny|allow")]
+    pub dotfiles: Dotfiles,
 
     /// Do not answer /server-status.
     #[arg(long)]
@@ -224,6 +230,7 @@ impl Args {
             }
         }
         config.try_files = self.try_files;
+        config.dotfiles = self.dotfiles;
         config.status_page = !self.no_status;
         config.status_allow = self.status_allow;
         config.listen = self.listen;

@@ -10,6 +10,7 @@ use crate::fastcgi::external::Address;
 use crate::fastcgi::pool::PoolSettings;
 use crate::limits::Limits;
 use crate::logger::LogTarget;
+use crate::route::Dotfiles;
 use crate::status::IpNet;
 use crate::try_files::TryFiles;
 
@@ -66,6 +67,8 @@ pub struct Config {
     pub server_timing: bool,
     /// `--fastcgi NAME=ADDR`: external FastCGI servers by script name.
     pub fastcgi: Vec<(String, Address)>,
+    /// `--dotfiles`: whether paths with a segment starting with `.` are served and run.
+    pub dotfiles: Dotfiles,
 }
 
 impl Config {
@@ -106,6 +109,7 @@ impl Config {
             fastcgi: Vec::new(),
             server_timing: true,
             limits: Limits::default(),
+            dotfiles: Dotfiles::Deny,
         }
     }
 

@@ -128,6 +128,10 @@ fn answer(
     tag: &str,
     record: &mut Record,
 ) -> Result<Option<String>, Error> {
+    if let Some(s) = crate::options::asterisk(conn, req)? {
+        (record.model, record.status, record.bytes) = (Model::Builtin, s.status, s.bytes);
+        return Ok(None);
+    }
     let (path, _) = req.path_and_query();
     let mut clean = route::clean_path(path)?;
     // The second round serves a `--try-files` fallback with the request unchanged, so
@@ -214,7 +218,13 @@ fn answer_fastcgi(
     let external = shared.external.get(name);
     let script = match external {
         Some(_) => route::named(&shared.cgi_dir, "/fcgi-bin", rest),
-        None => route::resolve(&shared.cgi_dir, "/fcgi-bin", rest, &config.interpreters)?,
+        None => route::resolve(
+            &shared.cgi_dir,
+            "/fcgi-bin",
+            rest,
+            &config.interpreters,
+            config.dotfiles,
+        )?,
     };
     check_method(req)?;
     check_length(req, config.max_body)?;
@@ -251,7 +261,13 @@ fn answer_cgi(
     record: &mut Record,
 ) -> Result<Option<String>, Error> {
     let config = &shared.config;
-    let script = route::resolve(&mount.dir, &mount.url, rest, &config.interpreters)?;
+    let script = route::resolve(
+        &mount.dir,
+        &mount.url,
+        rest,
+        &config.interpreters,
+        config.dotfiles,
+    )?;
     check_method(req)?;
     check_length(req, config.max_body)?;
     let queued = Instant::now();
@@ -363,7 +379,7 @@ fn spool_chunked(
     timeout: Duration,
 ) -> Result<Spooled, Error> {
     let deadline = Instant::now() + timeout;
-    let mut decoder = ChunkedDecoder::new();
+    let mut decoder = ChunkedDecoder::with_limit(max_body);
     let mut spool = Spool::new(memory);
     let mut data = Vec::new();
     loop {
@@ -448,7 +464,7 @@ fn access_log(shared: &Shared, conn: &Conn, req: &Request, record: &Record, star
     }
     let quoted = |name: &'static str| {
         req.header(name)
-            .map(|v| String::from_utf8_lossy(v).replace('"', "\\\""))
+            .map(crate::logger::escape)
             .unwrap_or_else(|| "-".into())
     };
     shared.log.access(&format!(
@@ -456,7 +472,7 @@ fn access_log(shared: &Shared, conn: &Conn, req: &Request, record: &Record, star
         conn.ends.remote.ip(),
         clf_time(SystemTime::now()),
         req.method,
-        req.target.replace('"', "%22"),
+        crate::logger::escape(req.target.as_bytes()),
         req.version.as_str(),
         record.status,
         record.bytes,

@@ -48,11 +48,14 @@ impl Error {
                 HeadError::TooLarge | HeadError::TooManyHeaders => 431,
                 HeadError::VersionNotSupported => 505,
                 HeadError::ExpectationFailed => 417,
-                HeadError::UnsupportedTransferCoding => 501,
+                // RFC 9110 §9.1: a method we do not implement.
+                HeadError::UnsupportedTransferCoding | HeadError::MethodTooLong => 501,
                 HeadError::Malformed(_)
                 | HeadError::MissingHost
                 | HeadError::BadHost
+                | HeadError::BadTargetHost
                 | HeadError::AmbiguousFraming
+                | HeadError::BadTransferEncoding(_)
                 | HeadError::BadContentLength => 400,
             },
             Error::Body(e) => match e {
@@ -63,12 +66,13 @@ impl Error {
             },
             Error::Route(e) => match e {
                 RouteError::BadPath(_) => 400,
-                RouteError::NotFound => 404,
+                RouteError::NotFound | RouteError::Hidden => 404,
                 RouteError::Forbidden(_) => 403,
             },
             Error::MethodNotAllowed(_) => 405,
             Error::Static(StaticError::MethodNotAllowed(_)) => 405,
             Error::Static(StaticError::RangeNotSatisfiable(_)) => 416,
+            Error::Static(StaticError::PreconditionFailed) => 412,
             Error::Overloaded(_) => 503,
             Error::Spawn(SpawnError::PermissionDenied(_)) => 403,
             Error::Spawn(_) => 500,

@@ -151,6 +151,9 @@ pub struct Context<'a> {
     pub version: &'a str,
     pub static_root: Option<&'a Path>,
     pub status_page: bool,
+    /// Name the directories on disk: for a client on this machine only, since where
+    /// the files live helps an attacker elsewhere and nobody else needs it.
+    pub show_paths: bool,
 }
 
 /// The whole page.
@@ -167,12 +170,16 @@ pub fn render(sections: &[Section], ctx: &Context<'_>) -> String {
         escape(ctx.version)
     );
     for s in sections {
-        let _ = writeln!(
-            h,
-            "<h2>Scripts in <code>{}</code> at <code>{}/</code></h2>",
-            escape(&s.dir.display().to_string()),
-            escape(&s.mount)
-        );
+        if ctx.show_paths {
+            let _ = writeln!(
+                h,
+                "<h2>Scripts in <code>{}</code> at <code>{}/</code></h2>",
+                escape(&s.dir.display().to_string()),
+                escape(&s.mount)
+            );
+        } else {
+            let _ = writeln!(h, "<h2>Scripts at <code>{}/</code></h2>", escape(&s.mount));
+        }
         if s.entries.is_empty() {
             h.push_str("<p>No scripts yet: drop an executable file here.</p>\n");
             continue;
@@ -226,6 +233,10 @@ pub fn render(sections: &[Section], ctx: &Context<'_>) -> String {
     }
     h.push_str("<h2>More</h2>\n<ul>\n");
     match ctx.static_root {
+        Some(_) if !ctx.show_paths => h.push_str(
+            "<li>Static files come from the document root; an <code>index.html</code> \
+             there replaces this page.</li>\n",
+        ),
         Some(root) => {
             let _ = writeln!(
                 h,
@@ -301,6 +312,7 @@ mod tests {
                 version: "cgi-testbed/0",
                 static_root: None,
                 status_page: true,
+                show_paths: true,
             },
         );
         assert!(page.contains("<a href=\"/cgi-bin/hello\">/cgi-bin/hello</a>"));
@@ -310,5 +322,32 @@ mod tests {
         assert!(page.contains("chmod +x"));
         assert!(page.contains("python3 (via /usr/bin/env)"));
         assert!(!page.contains("<script"));
+    }
+
+    #[test]
+    fn paths_on_disk_only_when_asked() {
+        let dir = Path::new("/srv/secret/cgi-bin");
+        let root = Path::new("/srv/secret/public");
+        let page = |show_paths| {
+            render(
+                &[Section {
+                    mount: "/cgi-bin".into(),
+                    dir: dir.to_path_buf(),
+                    fastcgi: true,
+                    entries: Vec::new(),
+                }],
+                &Context {
+                    version: "cgi-testbed/0",
+                    static_root: Some(root),
+                    status_page: false,
+                    show_paths,
+                },
+            )
+        };
+        let local = page(true);
+        assert!(local.contains("/srv/secret/cgi-bin") && local.contains("/srv/secret/public"));
+        let remote = page(false);
+        assert!(!remote.contains("/srv/secret"), "{remote}");
+        assert!(remote.contains("<code>/cgi-bin/</code>"));
     }
 }

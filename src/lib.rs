@@ -13,6 +13,7 @@ pub mod http;
 pub mod landing;
 pub mod limits;
 pub mod logger;
+pub mod options;
 pub mod proctree;
 pub mod reactor;
 pub mod relay;

@@ -1,6 +1,7 @@
 //! The error log and the access log: whole lines, written atomically, to stderr,
 //! stdout, a file, or (for tests) memory.
 
+use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -100,6 +101,31 @@ impl Logger {
     }
 }
 
+/// Makes client- or script-supplied bytes safe for one log line, as Apache's
+/// `ap_escape_logitem` does: `\\` and `\"` for backslash and quote (so a field
+/// cannot forge another's end), `\n`, `\r`, `\t`, `\b`, `\v` by name and `\xhh` for
+/// every other byte outside printable ASCII (so no control sequence reaches a
+/// terminal and no byte is lost).
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0b => out.push_str("\\v"),
+            b' '..=b'~' => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out
+}
+
 /// `10/Oct/2000:13:55:36 +0000`, the Common Log Format's time.
 pub fn clf_time(t: SystemTime) -> String {
     let secs = t
@@ -136,6 +162,19 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaping_as_apache_does() {
+        assert_eq!(escape(b"curl/8.0 (x)"), "curl/8.0 (x)");
+        assert_eq!(escape(br#"a"b\c"#), r#"a\"b\\c"#);
+        // A field ending in a backslash cannot turn the closing quote into data.
+        assert_eq!(escape(b"x\\"), r"x\\");
+        assert_eq!(
+            escape(b"\x1b[31m\r\n\t\x08\x0b\0\x7f"),
+            r"\x1b[31m\r\n\t\b\v\x00\x7f"
+        );
+        assert_eq!(escape("é".as_bytes()), r"\xc3\xa9");
+    }
 
     #[test]
     fn clf_dates() {

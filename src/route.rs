@@ -26,6 +26,18 @@ pub enum RouteError {
     BadPath(&'static str),
     NotFound,
     Forbidden(&'static str),
+    /// A path segment starts with `.` and `--dotfiles allow` was not given.
+    Hidden,
+}
+
+/// `--dotfiles`: are paths with a segment starting with `.` served and run?
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Dotfiles {
+    /// Refused with 404 (`/.well-known/` excepted).
+    #[default]
+    Deny,
+    /// Served and run like any other path.
+    Allow,
 }
 
 impl fmt::Display for RouteError {
@@ -34,6 +46,9 @@ impl fmt::Display for RouteError {
             RouteError::BadPath(why) => write!(f, "bad path: {why}"),
             RouteError::NotFound => f.write_str("no such script"),
             RouteError::Forbidden(why) => write!(f, "forbidden: {why}"),
+            RouteError::Hidden => {
+                f.write_str("not found: a path segment starts with '.' (see --dotfiles)")
+            }
         }
     }
 }
@@ -115,6 +130,27 @@ pub fn clean_path(raw: &str) -> Result<String, RouteError> {
     normalize(&decode_path(raw)?)
 }
 
+/// Refuses a clean path with a segment starting with `.` — `.git/`, `.env`,
+/// `.htpasswd`, an editor's `.swp` — unless `policy` allows them. `/.well-known/` at
+/// the root is what RFC 8615 puts there for clients, so it stays served. Checked on
+/// the URL before any file is looked at, so the answer (404) is the same whether such
+/// a file exists or not.
+pub fn check_dotfiles(path: &str, policy: Dotfiles) -> Result<(), RouteError> {
+    if policy == Dotfiles::Allow {
+        return Ok(());
+    }
+    let hidden = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .enumerate()
+        .any(|(i, seg)| seg.starts_with('.') && !(i == 0 && seg == ".well-known"));
+    if hidden {
+        Err(RouteError::Hidden)
+    } else {
+        Ok(())
+    }
+}
+
 /// The part of `path` below `mount` (`/cgi-bin`), if `path` is under it.
 pub fn strip_mount<'a>(path: &'a str, mount: &str) -> Option<&'a str> {
     let rest = path.strip_prefix(mount)?;
@@ -123,13 +159,16 @@ pub fn strip_mount<'a>(path: &'a str, mount: &str) -> Option<&'a str> {
 
 /// Finds the script named by `rest` (the clean path below `mount`) inside `dir`, which
 /// must be canonical. The first path segment that is a file is the script; the
-/// segments after it are PATH_INFO.
+/// segments after it are PATH_INFO. Under `Dotfiles::Deny` no segment of the whole
+/// path, PATH_INFO included, may start with `.`.
 pub fn resolve(
     dir: &Path,
     mount: &str,
     rest: &str,
     interpreters: &[(String, PathBuf)],
+    dotfiles: Dotfiles,
 ) -> Result<Script, RouteError> {
+    check_dotfiles(&format!("{mount}{rest}"), dotfiles)?;
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let mut file = dir.to_path_buf();
     // Walked with lstat: as long as no component is a symlink the path cannot leave
@@ -280,23 +319,27 @@ mod tests {
     #[test]
     fn resolving() {
         let (_tmp, dir) = tree();
-        let s = resolve(&dir, "/cgi-bin", "/env/a/b/", &[]).unwrap();
+        let s = resolve(&dir, "/cgi-bin", "/env/a/b/", &[], Dotfiles::Deny).unwrap();
         assert_eq!(s.script_name, "/cgi-bin/env");
         assert_eq!(s.path_info, "/a/b/");
         assert_eq!(s.file, dir.join("env"));
-        let s = resolve(&dir, "/cgi-bin", "/sub/x", &[]).unwrap();
+        let s = resolve(&dir, "/cgi-bin", "/sub/x", &[], Dotfiles::Deny).unwrap();
         assert_eq!(
             (s.script_name.as_str(), s.path_info.as_str()),
             ("/cgi-bin/sub/x", "")
         );
-        assert!(resolve(&dir, "/cgi-bin", "/nph-a", &[]).unwrap().nph);
-        assert!(resolve(&dir, "/cgi-bin", "/link-in/p", &[]).is_ok());
+        assert!(
+            resolve(&dir, "/cgi-bin", "/nph-a", &[], Dotfiles::Deny)
+                .unwrap()
+                .nph
+        );
+        assert!(resolve(&dir, "/cgi-bin", "/link-in/p", &[], Dotfiles::Deny).is_ok());
     }
 
     #[test]
     fn refusing() {
         let (_tmp, dir) = tree();
-        let r = |p: &str| resolve(&dir, "/cgi-bin", p, &[]);
+        let r = |p: &str| resolve(&dir, "/cgi-bin", p, &[], Dotfiles::Deny);
         assert_eq!(r("/missing"), Err(RouteError::NotFound));
         assert!(matches!(r("/plain"), Err(RouteError::Forbidden(_))));
         assert!(matches!(r("/link-out"), Err(RouteError::Forbidden(_))));
@@ -304,7 +347,42 @@ mod tests {
         assert!(matches!(r(""), Err(RouteError::Forbidden(_))));
         let py = [("sh".to_owned(), PathBuf::from("/bin/sh"))];
         fs::write(dir.join("t.sh"), "echo").unwrap();
-        let s = resolve(&dir, "/cgi-bin", "/t.sh", &py).unwrap();
+        let s = resolve(&dir, "/cgi-bin", "/t.sh", &py, Dotfiles::Deny).unwrap();
         assert_eq!(s.interpreter, Some(PathBuf::from("/bin/sh")));
+    }
+
+    #[test]
+    fn dot_segments() {
+        let deny = |p: &str| check_dotfiles(p, Dotfiles::Deny);
+        for hidden in [
+            "/.env",
+            "/.git/config",
+            "/a/.ht",
+            "/a/b/.x/c",
+            "/cgi-bin/.well-known",
+        ] {
+            assert_eq!(deny(hidden), Err(RouteError::Hidden), "{hidden}");
+            assert_eq!(check_dotfiles(hidden, Dotfiles::Allow), Ok(()), "{hidden}");
+        }
+        for shown in [
+            "/",
+            "/a.b/c",
+            "/x/y.txt",
+            "/.well-known/acme",
+            "/.well-known/",
+        ] {
+            assert_eq!(deny(shown), Ok(()), "{shown}");
+        }
+        assert_eq!(deny("/.well-known/.x"), Err(RouteError::Hidden));
+
+        let (_tmp, dir) = tree();
+        fs::write(dir.join(".hidden"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(dir.join(".hidden"), fs::Permissions::from_mode(0o755)).unwrap();
+        let r = |p: &str, d| resolve(&dir, "/cgi-bin", p, &[], d);
+        assert_eq!(r("/.hidden", Dotfiles::Deny), Err(RouteError::Hidden));
+        assert_eq!(r("/.missing", Dotfiles::Deny), Err(RouteError::Hidden));
+        assert_eq!(r("/env/.x", Dotfiles::Deny), Err(RouteError::Hidden));
+        assert!(r("/.hidden", Dotfiles::Allow).is_ok());
+        assert_eq!(r("/env/.x", Dotfiles::Allow).unwrap().path_info, "/.x");
     }
 }

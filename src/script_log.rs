@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::logger::Logger;
+use crate::logger::{Logger, escape};
 
 /// Longest line we log; longer ones are split.
 const MAX_LINE: usize = 4096;
@@ -74,8 +74,10 @@ impl ScriptLog {
     }
 
     fn emit(&mut self) {
-        let line = String::from_utf8_lossy(&self.partial);
-        let line = line.trim_end_matches('\r');
+        let line = self.partial.strip_suffix(b"\r").unwrap_or(&self.partial);
+        // Escaped like the access log: a script's raw ESC must not reach a terminal
+        // tailing the log, nor a bare CR forge the start of another line.
+        let line = escape(line);
         self.log
             .log(&format!("{} {}: {line}", self.tag, self.stream));
         self.logged += self.partial.len() + 1;
@@ -123,5 +125,19 @@ mod tests {
         assert!(got[1].ends_with("[t] stderr: two"));
         assert!(got[2].ends_with("[t] stderr: three"));
         assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn lines_are_escaped() {
+        let (target, lines) = LogTarget::memory();
+        let log = Arc::new(Logger::open(&target, None).unwrap());
+        let mut s = ScriptLog::new("[t]".into(), log);
+        s.write(b"\x1b[2Jred\rfake \"x\\\r\n");
+        s.finish();
+        let got = lines.lock().unwrap().clone();
+        assert!(
+            got[0].ends_with(r#"[t] stderr: \x1b[2Jred\rfake \"x\\"#),
+            "{got:?}"
+        );
     }
 }

@@ -130,7 +130,7 @@ pub fn answer(
     let scripts = layout.script_dirs();
     let root = layout.static_root.as_deref();
     if first && let Some(list) = &config.try_files {
-        return match list.choose(root, clean, &scripts) {
+        return match list.choose(root, clean, &scripts, config.dotfiles) {
             Tried::File(_, path) => file(shared, conn, req, &path, tag),
             Tried::Dir(_, path) => directory(shared, conn, req, clean, &path, tag),
             Tried::Redirect(uri) => Ok(Answer::Script(uri)),
@@ -143,7 +143,7 @@ pub fn answer(
             _ => Err(RouteError::NotFound.into()),
         };
     };
-    match static_files::lookup(root, clean, &scripts)? {
+    match static_files::lookup(root, clean, &scripts, config.dotfiles)? {
         Found::File(path) => file(shared, conn, req, &path, tag),
         Found::Dir(path) => directory(shared, conn, req, clean, &path, tag),
     }
@@ -215,7 +215,7 @@ fn directory(
         Some(root) => match path.strip_prefix(root).ok().and_then(Path::to_str) {
             Some(rel) => {
                 let rel = format!("/{rel}/index.html");
-                static_files::lookup(root, &rel, &layout.script_dirs())
+                static_files::lookup(root, &rel, &layout.script_dirs(), shared.config.dotfiles)
             }
             None => Err(RouteError::NotFound),
         },
@@ -275,6 +275,7 @@ fn landing(shared: &Shared, conn: &mut Conn, req: &Request) -> Result<Answer, Er
             version: &version,
             static_root: layout.static_root.as_deref(),
             status_page: shared.config.status_page,
+            show_paths: status::is_loopback(conn.ends.remote.ip()),
         },
     );
     no_store_page(conn, req, "text/html; charset=utf-8", page.as_bytes())

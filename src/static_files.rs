@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::http::conn::Conn;
 use crate::http::head::Request;
 use crate::http::response::{self, BodyFraming, Head};
-use crate::route::RouteError;
+use crate::route::{self, Dotfiles, RouteError};
 
 /// Files up to this size go out in the same write as the head: one syscall, one packet.
 const INLINE_MAX: u64 = 64 * 1024;
@@ -29,6 +29,8 @@ pub enum StaticError {
     MethodNotAllowed(String),
     /// A byte range that starts past the end; carries the file's length.
     RangeNotSatisfiable(u64),
+    /// `If-Match` or `If-Unmodified-Since` said the client's copy is not current.
+    PreconditionFailed,
 }
 
 impl fmt::Display for StaticError {
@@ -37,6 +39,9 @@ impl fmt::Display for StaticError {
             StaticError::MethodNotAllowed(m) => write!(f, "method {m} not allowed for a file"),
             StaticError::RangeNotSatisfiable(len) => {
                 write!(f, "range not satisfiable (length {len})")
+            }
+            StaticError::PreconditionFailed => {
+                f.write_str("precondition failed: the file changed since the client's copy")
             }
         }
     }
@@ -54,8 +59,15 @@ pub enum Found {
 /// Finds `clean` (decoded, normalized: no `..` left) under `root`, which must be
 /// canonical. Symlinks may be used as long as they end inside the root; nothing inside
 /// one of the canonical `scripts` directories is ever a static file, so a script's
-/// source cannot be read by a path that avoids its mount.
-pub fn lookup(root: &Path, clean: &str, scripts: &[&Path]) -> Result<Found, RouteError> {
+/// source cannot be read by a path that avoids its mount; no path with a segment
+/// starting with `.` is, unless `dotfiles` allows it.
+pub fn lookup(
+    root: &Path,
+    clean: &str,
+    scripts: &[&Path],
+    dotfiles: Dotfiles,
+) -> Result<Found, RouteError> {
+    route::check_dotfiles(clean, dotfiles)?;
     let mut path = root.to_path_buf();
     let mut via_symlink = false;
     let mut meta: Option<fs::Metadata> = None;
@@ -88,6 +100,8 @@ pub fn lookup(root: &Path, clean: &str, scripts: &[&Path]) -> Result<Found, Rout
     match meta {
         None => Ok(Found::Dir(path)),
         Some(m) if m.is_dir() => Ok(Found::Dir(path)),
+        // `/file.txt/` names a directory, which a file is not (as open(2) says, ENOTDIR).
+        Some(_) if clean.ends_with('/') => Err(RouteError::NotFound),
         // A FIFO or device would block or never end; only regular files are served.
         Some(m) if m.is_file() => Ok(Found::File(path)),
         Some(_) => Err(RouteError::Forbidden("not a regular file")),
@@ -159,6 +173,24 @@ pub fn not_modified(
     since.is_some_and(|since| v.modified <= since)
 }
 
+/// Do `If-Match` (or, without it, `If-Unmodified-Since`) fail for this file
+/// (RFC 9110 §13.2.2, steps 1 and 2)? If-Match needs the strong comparison, which our
+/// weak tag never passes, so only `*` holds; a date the file changed after fails; a
+/// date that does not parse is ignored (§13.1.4).
+pub fn precondition_failed(
+    if_match: Option<&[u8]>,
+    if_unmodified_since: Option<&[u8]>,
+    v: &Validators,
+) -> bool {
+    if let Some(list) = if_match {
+        return !list.split(|&b| b == b',').any(|t| t.trim_ascii() == b"*");
+    }
+    let since = if_unmodified_since
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|d| httpdate::parse_http_date(d.trim()).ok());
+    since.is_some_and(|since| v.modified > since)
+}
+
 /// Weak comparison of `etag` against an `If-None-Match` list (or `*`).
 fn etag_matches(list: &[u8], etag: &str) -> bool {
     let Ok(list) = std::str::from_utf8(list) else {
@@ -214,11 +246,12 @@ pub fn parse_range(value: &str, len: u64) -> Span {
     let Some((first, last)) = set.trim().split_once('-') else {
         return Span::Full;
     };
+    // Digits beyond u64 saturate: `bytes=0-99999999999999999999` is a range that
+    // ends past the file (RFC 9110 §14.1.2: clamped to its end), not bad syntax.
     let num = |s: &str| -> Option<u64> {
         let s = s.trim();
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
+            .then(|| s.parse().unwrap_or(u64::MAX))
     };
     match (first.trim().is_empty(), num(first), num(last)) {
         // `-N`: the last N bytes.
@@ -260,6 +293,13 @@ pub fn serve_file(conn: &mut Conn, req: &Request, path: &Path) -> Result<Sent, E
     // Validators from the open file, so they describe exactly what we send.
     let meta = file.metadata().map_err(Error::Internal)?;
     let v = Validators::new(meta.len(), meta.modified().unwrap_or(UNIX_EPOCH));
+    if precondition_failed(
+        req.header("if-match"),
+        req.header("if-unmodified-since"),
+        &v,
+    ) {
+        return Err(StaticError::PreconditionFailed.into());
+    }
     let mut headers = vec![
         ("Last-Modified".to_owned(), v.last_modified().into_bytes()),
         ("ETag".to_owned(), v.etag.clone().into_bytes()),
@@ -538,6 +578,43 @@ mod tests {
         assert_eq!(parse_range("bytes=a-b", 10), Span::Full);
         assert_eq!(parse_range("bytes=-5", 0), Span::Full);
         assert_eq!(parse_range("bytes=0-", 0), Span::Unsatisfiable);
+        // Past u64: still a range, clamped (or past the end when it starts there).
+        assert_eq!(
+            parse_range("bytes=0-99999999999999999999", 10),
+            Span::Part(0, 9)
+        );
+        assert_eq!(
+            parse_range("bytes=-99999999999999999999", 10),
+            Span::Part(0, 9)
+        );
+        assert_eq!(
+            parse_range("bytes=99999999999999999999-", 10),
+            Span::Unsatisfiable
+        );
+    }
+
+    #[test]
+    fn preconditions() {
+        let a = v(10);
+        let lm = a.last_modified();
+        assert!(!precondition_failed(None, None, &a));
+        assert!(!precondition_failed(None, Some(lm.as_bytes()), &a));
+        assert!(!precondition_failed(
+            None,
+            Some(b"Wed, 15 Nov 2023 00:00:00 GMT"),
+            &a
+        ));
+        assert!(precondition_failed(
+            None,
+            Some(b"Tue, 14 Nov 2023 22:13:19 GMT"),
+            &a
+        ));
+        assert!(!precondition_failed(None, Some(b"yesterday"), &a));
+        assert!(!precondition_failed(Some(b"*"), None, &a));
+        // Our tag is weak: If-Match's strong comparison never matches it.
+        assert!(precondition_failed(Some(a.etag.as_bytes()), None, &a));
+        // If-Match wins over a date that would pass.
+        assert!(precondition_failed(Some(b"\"x\""), Some(lm.as_bytes()), &a));
     }
 
     #[test]
@@ -579,13 +656,15 @@ mod tests {
         symlink(root.join("cgi-bin/app"), root.join("app-src")).unwrap();
         let scripts = [root.join("cgi-bin")];
         let scripts: Vec<&Path> = scripts.iter().map(PathBuf::as_path).collect();
-        let l = |p: &str| lookup(&root, p, &scripts);
+        let l = |p: &str| lookup(&root, p, &scripts, Dotfiles::Deny);
         assert!(matches!(l("/docs/a.txt"), Ok(Found::File(p)) if p == root.join("docs/a.txt")));
         assert!(matches!(l("/docs/"), Ok(Found::Dir(_))));
         assert!(matches!(l("/"), Ok(Found::Dir(p)) if p == root));
         assert!(matches!(l("/in"), Ok(Found::File(p)) if p == root.join("docs/a.txt")));
         assert_eq!(l("/missing").unwrap_err(), RouteError::NotFound);
         assert_eq!(l("/docs/a.txt/x").unwrap_err(), RouteError::NotFound);
+        assert_eq!(l("/docs/a.txt/").unwrap_err(), RouteError::NotFound);
+        assert!(matches!(l("/docs"), Ok(Found::Dir(_))));
         assert!(matches!(l("/out"), Err(RouteError::Forbidden(_))));
         assert!(matches!(
             l("/updir/outside.txt"),
@@ -593,5 +672,12 @@ mod tests {
         ));
         assert!(matches!(l("/cgi-bin/app"), Err(RouteError::Forbidden(_))));
         assert!(matches!(l("/app-src"), Err(RouteError::Forbidden(_))));
+        fs::write(root.join(".env"), "KEY=1").unwrap();
+        assert_eq!(l("/.env").unwrap_err(), RouteError::Hidden);
+        assert_eq!(l("/.nothing").unwrap_err(), RouteError::Hidden);
+        assert!(matches!(
+            lookup(&root, "/.env", &scripts, Dotfiles::Allow),
+            Ok(Found::File(_))
+        ));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::{self, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -66,7 +66,8 @@ impl Model {
 struct Running {
     model: Model,
     method: String,
-    target: String,
+    /// The target's path: never its query, which may carry tokens or passwords.
+    path: String,
     script: String,
     client: SocketAddr,
     started: Instant,
@@ -161,7 +162,7 @@ impl Stats {
             Running {
                 model,
                 method: req.method.clone(),
-                target: req.target.clone(),
+                path: req.path_and_query().0.to_owned(),
                 script: script.script_name.clone(),
                 client,
                 started: Instant::now(),
@@ -243,37 +244,40 @@ impl fmt::Display for IpNet {
 }
 
 impl IpNet {
+    /// Compared in IPv6's space, where IPv4 is `::ffff:0:0/96` (RFC 4291 §2.5.5.2):
+    /// an IPv4 client on a dual-stack socket is `::ffff:a.b.c.d`, and `10.0.0.0/8`,
+    /// `::ffff:10.0.0.0/104` and `::/0` must each match it as they match `10.1.2.3`.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, canonical(ip)) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        let (net, prefix) = match self.addr {
+            IpAddr::V4(v4) => (v4.to_ipv6_mapped(), u32::from(self.prefix) + 96),
+            IpAddr::V6(v6) => (v6, u32::from(self.prefix)),
+        };
+        let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+        u128::from(net) & mask == u128::from(v6_space(ip)) & mask
     }
 }
 
-/// An IPv4 client seen through a dual-stack socket (`::ffff:a.b.c.d`) as plain IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
+fn v6_space(ip: IpAddr) -> Ipv6Addr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+/// Is this client on this machine (`127.0.0.0/8`, `::1`, or `::ffff:127.x.y.z`)?
+/// Behind a reverse proxy on the same host every client looks like this.
+pub fn is_loopback(client: IpAddr) -> bool {
+    match client {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        IpAddr::V4(v4) => v4.is_loopback(),
     }
 }
 
 /// May `client` read the status page? Loopback always; others only when allowed.
 pub fn allowed(client: IpAddr, allow: &[IpNet]) -> bool {
-    let client = canonical(client);
-    client.is_loopback() || allow.iter().any(|net| net.contains(client))
+    is_loopback(client) || allow.iter().any(|net| net.contains(client))
 }
 
 /// Everything the status page shows, as one value (the JSON is this, serialized).
@@ -302,7 +306,8 @@ pub struct RunningView {
     pub id: u64,
     pub model: Model,
     pub method: String,
-    pub target: String,
+    /// The request's path, without the query string.
+    pub path: String,
     pub script: String,
     /// The script's process, found in /proc by its command line and start time; only
     /// for CGI, and `None` until it has started.
@@ -378,7 +383,7 @@ pub fn snapshot(shared: &Shared) -> Snapshot {
             id,
             model: r.model,
             method: r.method,
-            target: r.target,
+            path: r.path,
             script: r.script,
             pid: r.pid,
             age_ms: r.started.elapsed().as_millis() as u64,
@@ -497,7 +502,7 @@ pub fn html(snap: &Snapshot) -> String {
     if !snap.running.is_empty() {
         h.push_str(
             "<table><tr><th>request</th><th>model</th><th>script</th><th>pid</th>\
-             <th>age</th><th>client</th><th>request line</th></tr>\n",
+             <th>age</th><th>client</th><th>request</th></tr>\n",
         );
         for r in &snap.running {
             let _ = writeln!(
@@ -511,7 +516,7 @@ pub fn html(snap: &Snapshot) -> String {
                 ms(r.age_ms),
                 escape(&r.client),
                 escape(&r.method),
-                escape(&r.target)
+                escape(&r.path)
             );
         }
         h.push_str("</table>\n");
@@ -608,6 +613,34 @@ mod tests {
         let all: IpNet = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(ip("203.0.113.1")));
         assert!(!all.contains(ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn v4_mapped_peers_and_nets() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        // A v4 network written either way matches a v4 client seen either way.
+        for n in [
+            "10.1.0.0/16",
+            "::ffff:10.1.0.0/112",
+            "::ffff:0:0/96",
+            "::/0",
+        ] {
+            for client in ["10.1.2.3", "::ffff:10.1.2.3"] {
+                assert!(net(n).contains(ip(client)), "{n} should hold {client}");
+                assert!(allowed(ip(client), &[net(n)]), "{n}, {client}");
+            }
+        }
+        assert!(!net("::ffff:10.1.0.0/112").contains(ip("10.2.0.1")));
+        assert!(!net("::ffff:0:0/96").contains(ip("2001:db8::1")));
+        assert!(
+            !net("10.0.0.0/8").contains(ip("::a01:203")),
+            "v4-compatible is not v4"
+        );
+        assert!(is_loopback(ip("::ffff:127.0.0.1")));
+        assert!(is_loopback(ip("::1")));
+        assert!(!is_loopback(ip("::ffff:10.0.0.1")));
+        assert!(!allowed(ip("::ffff:10.0.0.1"), &[]));
     }
 
     #[test]

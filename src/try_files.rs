@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::route;
+use crate::route::{self, Dotfiles};
 use crate::static_files::{self, Found};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +71,19 @@ impl TryFiles {
 
     /// Picks the first candidate that exists under `root` (none without a root), or
     /// the fallback. `uri` is the request's clean path; `scripts` are the canonical
-    /// script directories, never served as files.
-    pub fn choose(&self, root: Option<&Path>, uri: &str, scripts: &[&Path]) -> Tried {
+    /// script directories, never served as files. A `uri` with a segment starting
+    /// with `.` is not found at all unless `dotfiles` allows it: the fallback would
+    /// otherwise hand `/.env` to the front controller.
+    pub fn choose(
+        &self,
+        root: Option<&Path>,
+        uri: &str,
+        scripts: &[&Path],
+        dotfiles: Dotfiles,
+    ) -> Tried {
+        if route::check_dotfiles(uri, dotfiles).is_err() {
+            return Tried::NotFound;
+        }
         if let Some(root) = root {
             for entry in &self.candidates {
                 let Ok(clean) = route::normalize(&expand(entry, uri)) else {
@@ -82,7 +93,7 @@ impl TryFiles {
                 // whether it names a directory; a candidate that is missing, forbidden
                 // or of the other kind is simply not there.
                 let wants_dir = entry.ends_with('/');
-                match static_files::lookup(root, &clean, scripts) {
+                match static_files::lookup(root, &clean, scripts, dotfiles) {
                     Ok(Found::Dir(p)) if wants_dir => return Tried::Dir(clean, p),
                     Ok(Found::File(p)) if !wants_dir => return Tried::File(clean, p),
                     _ => {}
@@ -134,7 +145,7 @@ mod tests {
         fs::write(root.join("a.txt"), "a").unwrap();
         fs::write(root.join("b.html"), "b").unwrap();
         let t = TryFiles::parse("$uri $uri.html $uri/ /cgi-bin/app$uri").unwrap();
-        let c = |uri: &str| t.choose(Some(&root), uri, &[]);
+        let c = |uri: &str| t.choose(Some(&root), uri, &[], Dotfiles::Deny);
         assert_eq!(
             c("/a.txt"),
             Tried::File("/a.txt".into(), root.join("a.txt"))
@@ -143,14 +154,31 @@ mod tests {
         assert_eq!(c("/docs"), Tried::Dir("/docs/".into(), root.join("docs")));
         assert_eq!(c("/"), Tried::Dir("/".into(), root.clone()));
         assert_eq!(c("/x/y"), Tried::Redirect("/cgi-bin/app/x/y".into()));
+        fs::write(root.join(".env"), "KEY=1").unwrap();
+        assert_eq!(
+            c("/.env"),
+            Tried::NotFound,
+            "neither served nor handed to the app"
+        );
+        assert_eq!(c("/x/.git/HEAD"), Tried::NotFound);
+        assert_eq!(
+            t.choose(Some(&root), "/.env", &[], Dotfiles::Allow),
+            Tried::File("/.env".into(), root.join(".env"))
+        );
         // A directory is not a `$uri` file hit, nor a file a `$uri/` directory hit.
         let t = TryFiles::parse("$uri /cgi-bin/app").unwrap();
         assert_eq!(
-            t.choose(Some(&root), "/docs", &[]),
+            t.choose(Some(&root), "/docs", &[], Dotfiles::Deny),
             Tried::Redirect("/cgi-bin/app".into())
         );
         let t = TryFiles::parse("$uri/ =404").unwrap();
-        assert_eq!(t.choose(Some(&root), "/a.txt", &[]), Tried::NotFound);
-        assert_eq!(t.choose(None, "/docs", &[]), Tried::NotFound);
+        assert_eq!(
+            t.choose(Some(&root), "/a.txt", &[], Dotfiles::Deny),
+            Tried::NotFound
+        );
+        assert_eq!(
+            t.choose(None, "/docs", &[], Dotfiles::Deny),
+            Tried::NotFound
+        );
     }
 }

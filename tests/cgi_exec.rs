@@ -235,6 +235,26 @@ fn stderr_goes_to_the_log_one_line_per_line() {
 }
 
 #[test]
+fn stderr_is_escaped_in_the_log() {
+    // Raw ESC would reach whoever tails the log in a terminal; a bare CR could make a
+    // line look like another. Both are escaped as Apache escapes log items.
+    let s = TestServer::start(&[(
+        "ansi",
+        "#!/bin/sh\nprintf 'red \\033[31mtext\\rforged \\\\ \"q\"\\n' >&2\nprintf 'Content-Type: text/plain\\r\\n\\r\\nok'\n",
+    )]);
+    assert_eq!(s.get("/cgi-bin/ansi").text(), "ok");
+    assert!(eventually(Duration::from_secs(2), || !s
+        .log_lines_with("stderr: red")
+        .is_empty()));
+    let line = &s.log_lines_with("stderr: red")[0];
+    assert!(
+        line.ends_with(r#"stderr: red \x1b[31mtext\rforged \\ \"q\""#),
+        "{line}"
+    );
+    assert!(!line.bytes().any(|b| b < b' '), "{line:?}");
+}
+
+#[test]
 fn stderr_flood_blocks_nothing() {
     let s = TestServer::start(&[(
         "flood",
@@ -358,6 +378,11 @@ fn bad_script_output_is_502_with_a_log_line() {
         ),
         ("silent", "#!/bin/sh\nexit 0\n"),
         ("crash", "#!/bin/sh\nkill -SEGV $$\n"),
+        // `Location: $url` with $url unset: neither a redirect nor a document.
+        (
+            "emptylocation",
+            "#!/bin/sh\nprintf 'Location: %s\\r\\n\\r\\n' \"$UNSET\"\n",
+        ),
     ];
     let s = TestServer::start(&cases);
     for (name, _) in cases {

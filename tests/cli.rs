@@ -269,3 +269,90 @@ fn static_options_are_checked_at_startup() {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 }
+
+/// Reads its own signal state: `exec` makes the reader the very process the server
+/// started, so what it shows is what the script got.
+const SIGNALS_SCRIPT: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nexec grep '^Sig' /proc/self/status\n";
+/// Not a FastCGI program: it writes the same to stderr, which the server logs, and exits.
+const SIGNALS_WORKER: &str = "#!/bin/sh\nexec grep '^Sig' /proc/self/status >&2\n";
+
+/// Signal numbers set in a `SigXxx:` mask of /proc/PID/status.
+fn signal_set(status: &str, field: &str) -> Vec<u32> {
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .unwrap_or_else(|| panic!("{field} missing in {status}"));
+    let bits = u64::from_str_radix(hex.trim().trim_start_matches("\\t"), 16).expect("hex mask");
+    (1..=64).filter(|s| bits & (1 << (s - 1)) != 0).collect()
+}
+
+#[test]
+fn scripts_and_workers_start_with_clean_signals_whatever_the_server_inherited() {
+    for mode in ["posix-spawn", "fork"] {
+        let dir = tempfile::tempdir().unwrap();
+        write_script(&dir.path().join("cgi-bin/sigs"), SIGNALS_SCRIPT);
+        write_script(&dir.path().join("cgi-bin/wsigs"), SIGNALS_WORKER);
+        let log = dir.path().join("server.log");
+        // As under nohup or in a shell's background job: SIGINT and SIGHUP ignored.
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", "trap '' INT HUP; exec \"$0\" \"$@\"", BIN])
+            .args(["--listen", "127.0.0.1:0", "--spawn", mode])
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start binary");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        let addr: SocketAddr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("address");
+        let server = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let ignored = signal_set(&server, "SigIgn:");
+        assert!(
+            ignored.contains(&1) && ignored.contains(&2),
+            "the server should run with SIGHUP and SIGINT ignored: {ignored:?}"
+        );
+        // And it blocks SIGINT and SIGTERM itself (a thread waits for them).
+        assert_eq!(signal_set(&server, "SigBlk:"), [2, 15]);
+
+        let r = get(addr, "/cgi-bin/sigs");
+        assert_eq!(r.status, 200, "{mode}: {}", r.text());
+        assert_eq!(
+            signal_set(&r.text(), "SigBlk:"),
+            [0u32; 0],
+            "{mode}: blocked"
+        );
+        assert_eq!(
+            signal_set(&r.text(), "SigIgn:"),
+            [0u32; 0],
+            "{mode}: ignored"
+        );
+
+        // A worker: not FastCGI, so it fails, but its stderr is in the log first.
+        assert_eq!(get(addr, "/fcgi-bin/wsigs").status, 502, "{mode}");
+        let mut logged = String::new();
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                logged = std::fs::read_to_string(&log).unwrap_or_default();
+                logged.contains("stderr: SigBlk:") && logged.contains("stderr: SigIgn:")
+            }),
+            "{mode}: worker's signals not logged: {logged}"
+        );
+        stop(&mut child);
+        for field in ["SigBlk:", "SigIgn:"] {
+            for l in logged
+                .lines()
+                .filter(|l| l.contains(&format!("stderr: {field}")))
+            {
+                let status = l.split("stderr: ").nth(1).unwrap();
+                assert_eq!(signal_set(status, field), [0u32; 0], "{mode}: worker: {l}");
+            }
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use cgi_testbed::cli::{Args, Command as Sub};
 use cgi_testbed::report::ladder::Language;
+use cgi_testbed::route::Dotfiles;
 use clap::Parser;
 
 fn parse(args: &[&str]) -> Result<Args, clap::Error> {
@@ -46,6 +47,13 @@ fn the_server_invocations_still_parse_and_serve() {
         .unwrap();
     assert_eq!(config.listen.to_string(), "127.0.0.1:0");
     assert_eq!(config.timeout, Duration::from_secs(5));
+    assert_eq!(config.dotfiles, Dotfiles::Deny, "the default");
+    let config = parse(&["--dotfiles", "allow"])
+        .unwrap()
+        .into_config()
+        .unwrap();
+    assert_eq!(config.dotfiles, Dotfiles::Allow);
+    assert!(parse(&["--dotfiles", "maybe"]).is_err());
 }
 
 #[test]

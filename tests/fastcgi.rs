@@ -491,21 +491,16 @@ fn hello_rs_runs_under_both_models() {
     both_models_agree(&s, "hello-rs");
 }
 
-fn peer_missing(what: &str, probe: &mut Command) -> bool {
-    let ok = probe
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        println!("SKIPPED: {what} is not installed (.ci/run installs it)");
-    }
-    !ok
+fn php_cgi() -> bool {
+    peer(
+        command_works("php-cgi", &["-v"]),
+        "php-cgi (Debian: apt-get install php-cgi)",
+    )
 }
 
 #[test]
 fn php_runs_under_both_models() {
-    if peer_missing("php-cgi", Command::new("php-cgi").arg("-v")) {
+    if !php_cgi() {
         return;
     }
     let s = one_worker(&[("hello.php", &bundled("hello.php"))]);
@@ -514,9 +509,9 @@ fn php_runs_under_both_models() {
 
 #[test]
 fn perl_fcgi_runs_under_both_models() {
-    if peer_missing(
-        "Perl FCGI (libfcgi-perl)",
-        Command::new("perl").args(["-MFCGI", "-e1"]),
+    if !peer(
+        command_works("perl", &["-MFCGI", "-e1"]),
+        "Perl's FCGI module (Debian: apt-get install libfcgi-perl)",
     ) {
         return;
     }
@@ -526,9 +521,9 @@ fn perl_fcgi_runs_under_both_models() {
 
 #[test]
 fn wsgi_app_runs_under_both_models() {
-    if peer_missing(
-        "flup for /usr/bin/python3",
-        Command::new("/usr/bin/python3").args(["-c", "import flup"]),
+    if !peer(
+        command_works("/usr/bin/python3", &["-c", "import flup"]),
+        "flup for /usr/bin/python3 (python3 -m pip install flup)",
     ) {
         return;
     }
@@ -538,7 +533,7 @@ fn wsgi_app_runs_under_both_models() {
 
 #[test]
 fn php_exiting_after_its_max_requests_is_transparent() {
-    if peer_missing("php-cgi", Command::new("php-cgi").arg("-v")) {
+    if !php_cgi() {
         return;
     }
     let s = TestServer::with(&[("hello.php", &bundled("hello.php"))], |c| {

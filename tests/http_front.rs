@@ -137,6 +137,66 @@ fn malformed_chunk_size_is_400() {
 }
 
 #[test]
+fn lenient_chunked_framing_is_400() {
+    // RFC 9112 §7.1, strictly: what a lenient proxy in front might read differently.
+    let s = server();
+    for body in [
+        &b"2\nhi\r\n0\r\n\r\n"[..],
+        b"2\r\nhi\n0\r\n\r\n",
+        b" 2\r\nhi\r\n0\r\n\r\n",
+        b"2;a\0b\r\nhi\r\n0\r\n\r\n",
+        b"2;a\rb\r\nhi\r\n0\r\n\r\n",
+        b"2\r\nhi\r\n0\r\nX: 1\rY: 2\r\n\r\n",
+        b"2\r\nhi\r\n0\r\nX: 1\r\n Y: 2\r\n\r\n",
+    ] {
+        let mut raw =
+            b"POST /cgi-bin/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .to_vec();
+        raw.extend_from_slice(body);
+        let mut c = s.client();
+        c.send(&raw);
+        let r = c.response();
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(r.status, 400, "{shown:?}: {}", r.text());
+        assert!(r.text().contains("chunked"), "{shown:?}: {}", r.text());
+        assert!(c.closed_within(Duration::from_secs(5)), "{shown:?}");
+    }
+    // The same body, well framed, goes through.
+    let r = s.exchange(b"POST /cgi-bin/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2;a=\"b\"\r\nhi\r\n0\r\nX: 1\r\n\r\n");
+    assert_eq!((r.status, r.text().as_str()), (200, "hi"));
+}
+
+#[test]
+fn chunk_size_over_max_body_is_413_at_once() {
+    // A long --timeout: an answer that waited for the body or for the timeout would
+    // leave the client's read (20 s) without one.
+    let s = TestServer::with(&[("echo", ECHO_SCRIPT)], |c| {
+        c.max_body = 1000;
+        c.timeout = Duration::from_secs(120);
+    });
+    let mut c = s.client();
+    c.send(b"POST /cgi-bin/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    c.send(b"10\r\n0123456789abcdef\r\n3e9\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert!(c.closed_within(Duration::from_secs(5)));
+    assert_eq!(s.log_lines_with("413").len(), 1, "{:#?}", s.error_log());
+}
+
+#[test]
+fn unknown_transfer_encoding_is_400_saying_so() {
+    let s = server();
+    for te in ["foo", "chunked, gzip"] {
+        let raw =
+            format!("POST /cgi-bin/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n");
+        let r = s.exchange(raw.as_bytes());
+        assert_eq!(r.status, 400, "{te}");
+        assert!(r.text().contains("Transfer-Encoding"), "{te}: {}", r.text());
+        assert!(!r.text().contains("Content-Length"), "{te}: {}", r.text());
+    }
+}
+
+#[test]
 fn expect_100_continue_only_when_the_script_starts() {
     let s = server();
     let mut c = s.client();
@@ -312,7 +372,54 @@ fn absolute_form_target_is_accepted() {
     let r = s.exchange(b"GET http://example.org:81/cgi-bin/env?q=1 HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n");
     assert_eq!(r.status, 200);
     assert_eq!(r.var("SERVER_NAME").as_deref(), Some("example.org"));
+    // RFC 9112 §3.2.2: the target's host replaces Host, so the two agree.
+    assert_eq!(r.var("HTTP_HOST").as_deref(), Some("example.org:81"));
     assert_eq!(r.var("QUERY_STRING").as_deref(), Some("q=1"));
+}
+
+#[test]
+fn absolute_form_host_is_validated_like_host() {
+    let s = server();
+    for target in [
+        "http://x\"onmouseover=\"alert(1)/cgi-bin/env",
+        "http://user:pw@example.org/cgi-bin/env",
+        "http:///cgi-bin/env",
+        "http://example.org:8o/cgi-bin/env",
+    ] {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let r = s.exchange(raw.as_bytes());
+        assert_eq!(r.status, 400, "{target}: {}", r.text());
+    }
+    assert!(s.error_log().iter().all(|l| !l.contains("SERVER_NAME")));
+}
+
+#[test]
+fn options_asterisk_is_200_with_allow() {
+    let s = server();
+    let mut c = s.client();
+    c.send(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST, OPTIONS"));
+    assert_eq!(r.header("content-length"), Some("0"));
+    // The connection carries on.
+    c.send(b"GET /cgi-bin/hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.response().text(), "hello\n");
+    // `*` is for OPTIONS only.
+    assert_eq!(s.exchange(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n").status, 400);
+}
+
+#[test]
+fn method_longer_than_32_bytes_is_501() {
+    let s = server();
+    let long = "X".repeat(33);
+    let r = s.exchange(format!("{long} /cgi-bin/hello HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    assert_eq!(r.status, 501, "{}", r.text());
+    let ok = "X".repeat(32);
+    let r = s.exchange(
+        format!("{ok} /cgi-bin/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]

@@ -147,6 +147,47 @@ fn if_modified_since_gives_304() {
 }
 
 #[test]
+fn if_unmodified_since_in_the_past_gives_412() {
+    let s = site_server(&[], |_| {});
+    let modified = s
+        .get("/notes.txt")
+        .header("last-modified")
+        .unwrap()
+        .to_owned();
+    for (headers, status) in [
+        (
+            "If-Unmodified-Since: Thu, 01 Jan 1998 00:00:00 GMT\r\n",
+            412,
+        ),
+        (&format!("If-Unmodified-Since: {modified}\r\n") as &str, 200),
+        ("If-Unmodified-Since: not a date\r\n", 200),
+        // RFC 9110 §13.2.2: If-Match first; a weak tag never matches it strongly.
+        (
+            "If-Match: *\r\nIf-Unmodified-Since: Thu, 01 Jan 1998 00:00:00 GMT\r\n",
+            200,
+        ),
+        ("If-Match: \"nope\"\r\n", 412),
+    ] {
+        let r = get_with(&s, "/notes.txt", headers);
+        assert_eq!(r.status, status, "{headers}: {}", r.text());
+        if status == 412 {
+            assert!(!r.text().contains("0123456789"), "{}", r.text());
+        }
+    }
+    let mut c = s.client();
+    c.send(b"HEAD /notes.txt HTTP/1.1\r\nHost: x\r\nIf-Unmodified-Since: Thu, 01 Jan 1998 00:00:00 GMT\r\n\r\n");
+    assert_eq!(c.head_response().status, 412);
+}
+
+#[test]
+fn a_file_with_a_trailing_slash_is_404() {
+    let s = site_server(&[], |_| {});
+    assert_eq!(s.get("/notes.txt/").status, 404);
+    assert_eq!(s.get("/notes.txt/x").status, 404);
+    assert_eq!(s.get("/notes.txt").status, 200);
+}
+
+#[test]
 fn etag_and_if_none_match_give_304() {
     let s = site_server(&[], |_| {});
     let first = s.get("/notes.txt");
@@ -181,6 +222,12 @@ fn single_ranges_give_206_and_unsatisfiable_ones_416() {
     let past = get_with(&s, "/notes.txt", "Range: bytes=16-20\r\n");
     assert_eq!(past.status, 416);
     assert_eq!(past.header("content-range"), Some("bytes */16"));
+    // An end past the file, even past u64, is clamped to it (RFC 9110 §14.1.2).
+    let huge = get_with(&s, "/notes.txt", "Range: bytes=0-99999999999999999999\r\n");
+    assert_eq!((huge.status, huge.body.len()), (206, 16));
+    assert_eq!(huge.header("content-range"), Some("bytes 0-15/16"));
+    let tail = get_with(&s, "/notes.txt", "Range: bytes=10-99999999999999999999\r\n");
+    assert_eq!((tail.status, tail.text().as_str()), (206, "abcdef"));
     // Several ranges may be answered with the whole file.
     let multi = get_with(&s, "/notes.txt", "Range: bytes=0-1,4-5\r\n");
     assert_eq!((multi.status, multi.body.len()), (200, 16));
@@ -372,4 +419,71 @@ fn try_files_fallback_can_carry_the_path_and_can_be_404() {
     let s = try_files_server("$uri $uri.html =404");
     assert_eq!(s.get("/index").text(), "<h1>home</h1>\n");
     assert_eq!(s.get("/nothing").status, 404);
+}
+
+fn with_dotfiles(s: &TestServer) {
+    let root = site(s);
+    fs::create_dir_all(root.join(".git")).unwrap();
+    fs::create_dir_all(root.join(".well-known/acme-challenge")).unwrap();
+    fs::create_dir_all(root.join("docs/.svn")).unwrap();
+    fs::write(root.join(".env"), "DB_PASSWORD=hunter2\n").unwrap();
+    fs::write(root.join(".git/config"), "[core]\n").unwrap();
+    fs::write(root.join("docs/.svn/entries"), "svn\n").unwrap();
+    fs::write(root.join(".well-known/acme-challenge/tok"), "proof\n").unwrap();
+    write_script(&s.cgi_dir().join(".hidden"), APP_SCRIPT);
+    write_script(&s.cgi_dir().join(".d/app"), APP_SCRIPT);
+}
+
+#[test]
+fn dot_segments_are_not_served_or_run_by_default() {
+    let s = site_server(&[("app", APP_SCRIPT)], |_| {});
+    with_dotfiles(&s);
+    for path in [
+        "/.env",
+        "/.git/config",
+        "/.git/",
+        "/docs/.svn/entries",
+        "/%2egit/config",
+        "/.nothing-here",
+        "/cgi-bin/.hidden",
+        "/cgi-bin/.d/app",
+        "/cgi-bin/app/.env",
+        "/fcgi-bin/.hidden",
+    ] {
+        let r = s.get(path);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert!(!r.text().contains("hunter2") && !r.text().contains("REQUEST_URI"));
+    }
+    // RFC 8615's directory stays served.
+    let r = s.get("/.well-known/acme-challenge/tok");
+    assert_eq!((r.status, r.text().as_str()), (200, "proof\n"));
+    // A front controller is not handed them either.
+    let s = site_server(&[("app", APP_SCRIPT)], |c| {
+        c.try_files = Some(TryFiles::parse("$uri $uri/ /cgi-bin/app").unwrap());
+    });
+    with_dotfiles(&s);
+    for path in ["/.env", "/.git/config", "/x/.htaccess"] {
+        let r = s.get(path);
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert!(!r.text().contains("hunter2") && !r.text().contains("REQUEST_URI"));
+    }
+    assert_eq!(
+        s.get("/blog/post").status,
+        200,
+        "other paths still reach the app"
+    );
+}
+
+#[test]
+fn dotfiles_allow_serves_and_runs_them() {
+    let s = site_server(&[("app", APP_SCRIPT)], |c| {
+        c.dotfiles = cgi_testbed::route::Dotfiles::Allow;
+    });
+    with_dotfiles(&s);
+    assert_eq!(s.get("/.env").text(), "DB_PASSWORD=hunter2\n");
+    assert_eq!(s.get("/docs/.svn/entries").status, 200);
+    let r = s.get("/cgi-bin/.hidden");
+    assert_eq!(r.var("SCRIPT_NAME").as_deref(), Some("/cgi-bin/.hidden"));
+    let r = s.get("/cgi-bin/app/.env");
+    assert_eq!(r.var("PATH_INFO").as_deref(), Some("/.env"));
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ fn landing_page_and_status_list_a_running_slow_script() {
     let addr = s.addr();
     let slow = std::thread::spawn(move || {
         let mut c = Client::connect(addr);
-        c.send(b"GET /cgi-bin/slow?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        c.send(b"GET /cgi-bin/slow?token=s3cret HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         c.response()
     });
     let mut running = Value::Null;
@@ -97,7 +98,10 @@ fn landing_page_and_status_list_a_running_slow_script() {
         .unwrap_or_else(|| panic!("slow not running: {snap:#}"))
         .clone();
     assert_eq!(entry["model"], "cgi");
-    assert_eq!(entry["target"], "/cgi-bin/slow?x=1");
+    // The path only: a query string can carry tokens or passwords.
+    assert_eq!(entry["path"], "/cgi-bin/slow");
+    assert!(entry.get("target").is_none(), "{entry:#}");
+    assert!(!snap.to_string().contains("s3cret"), "{snap:#}");
     assert_eq!(entry["method"], "GET");
     assert!(entry["age_ms"].as_u64().is_some());
     let pid = entry["pid"].as_i64().expect("pid") as u32;
@@ -113,6 +117,7 @@ fn landing_page_and_status_list_a_running_slow_script() {
     // The HTML page shows the same.
     let html = s.get("/server-status").text();
     assert!(html.contains("/cgi-bin/slow"), "{html}");
+    assert!(!html.contains("s3cret"), "{html}");
     assert!(html.contains("Running scripts: 1"));
 
     std::fs::write(s.cgi_dir().join("release"), "").unwrap();
@@ -199,4 +204,72 @@ fn status_can_be_turned_off_and_answers_get_only() {
     let off = TestServer::with(&[], |c| c.status_page = false);
     assert_eq!(off.get("/server-status").status, 404);
     assert!(!off.get("/").text().contains("/server-status"));
+}
+
+/// One GET to `addr` (the server's port on some address of this machine).
+fn get_via(addr: SocketAddr, path: &str) -> Response {
+    let mut c = Client::connect(addr);
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
+    c.response()
+}
+
+#[test]
+fn remote_clients_see_no_disk_paths_and_no_status() {
+    let ip = non_loopback_ipv4();
+    if !peer(
+        ip.is_some(),
+        "an IPv4 address outside 127.0.0.0/8 on this machine",
+    ) {
+        return;
+    }
+    let ip = IpAddr::V4(ip.unwrap());
+    let s = TestServer::with(&[("hello", HELLO_SCRIPT)], |c| {
+        c.listen = "0.0.0.0:0".parse().unwrap();
+    });
+    let port = s.addr().port();
+    let disk = fs::canonicalize(s.cgi_dir()).unwrap();
+    let disk = disk.to_str().unwrap();
+    let local = get_via(SocketAddr::from(([127, 0, 0, 1], port)), "/");
+    assert!(local.text().contains(disk), "{}", local.text());
+    let remote = get_via(SocketAddr::new(ip, port), "/");
+    assert_eq!(remote.status, 200);
+    assert!(remote.text().contains("href=\"/cgi-bin/hello\""));
+    assert!(!remote.text().contains(disk), "{}", remote.text());
+    let tmp = s.dir.path().to_str().unwrap();
+    assert!(!remote.text().contains(tmp), "{}", remote.text());
+    assert_eq!(
+        get_via(SocketAddr::new(ip, port), "/server-status").status,
+        403
+    );
+}
+
+#[test]
+fn status_allow_matches_v4_mapped_peers() {
+    let ip = non_loopback_ipv4();
+    if !peer(
+        ip.is_some(),
+        "an IPv4 address outside 127.0.0.0/8 on this machine",
+    ) {
+        return;
+    }
+    let ip = ip.unwrap();
+    // On a dual-stack socket an IPv4 client is `::ffff:a.b.c.d`; a network written
+    // either way must match it.
+    for (allow, status) in [
+        (vec![], 403),
+        (vec![format!("{ip}/32")], 200),
+        (vec![format!("::ffff:{ip}/128")], 200),
+        (vec!["::/0".to_owned()], 200),
+        (vec!["2001:db8::/32".to_owned()], 403),
+    ] {
+        let s = TestServer::with(&[], |c| {
+            c.listen = "[::]:0".parse().unwrap();
+            c.status_allow = allow.iter().map(|n| n.parse().unwrap()).collect();
+        });
+        let r = get_via(
+            SocketAddr::new(IpAddr::V4(ip), s.addr().port()),
+            "/server-status",
+        );
+        assert_eq!(r.status, status, "--status-allow {allow:?}");
+    }
 }

@@ -97,3 +97,22 @@ fn access_log_has_rusage_for_cgi_and_pid_for_workers() {
     assert!(rss > 0);
     assert_eq!(field(&log[1], "worker="), pid);
 }
+
+#[test]
+fn access_log_escapes_as_apache_does() {
+    let s = TestServer::start(&[("hello", HELLO_SCRIPT)]);
+    // A User-Agent ending in a backslash used to end up as `\"` in the log, which reads
+    // as an escaped quote: the field would run on into the next one. httparse already
+    // refuses control bytes in a head; obs-text (0xff) is escaped as Apache does.
+    let r = s.exchange(
+        b"GET /cgi-bin/hello?a=\"b\" HTTP/1.1\r\nHost: x\r\nReferer: r\"\xff\\\r\nUser-Agent: ua\\\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert!(eventually(Duration::from_secs(2), || s.access_log().len() == 1));
+    let line = &s.access_log()[0];
+    assert!(
+        line.contains(r#""GET /cgi-bin/hello?a=\"b\" HTTP/1.1" 200 6 "r\"\xff\\" "ua\\" "#),
+        "{line}"
+    );
+    assert!(!line.bytes().any(|b| b < b' '), "{line:?}");
+}

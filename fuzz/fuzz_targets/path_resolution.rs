@@ -36,7 +36,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cgi_testbed::route::{self, RouteError};
+use cgi_testbed::route::{self, Dotfiles, RouteError};
 use libfuzzer_sys::fuzz_target;
 
 struct Tree {
@@ -131,9 +131,22 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(format!("/cgi-bin{rest}"), clean);
 
     for interpreters in [&[][..], &t.interpreters[..]] {
-        match route::resolve(&t.dir, "/cgi-bin", rest, interpreters) {
-            Ok(script) => check_script(t, rest, &script),
-            Err(RouteError::NotFound | RouteError::Forbidden(_) | RouteError::BadPath(_)) => {}
+        for dotfiles in [Dotfiles::Deny, Dotfiles::Allow] {
+            match route::resolve(&t.dir, "/cgi-bin", rest, interpreters, dotfiles) {
+                Ok(script) => {
+                    check_script(t, rest, &script);
+                    if dotfiles == Dotfiles::Deny {
+                        assert!(
+                            !clean.split('/').any(|s| s.starts_with('.')),
+                            "{clean:?} has a dot segment, yet resolved under --dotfiles deny"
+                        );
+                    }
+                }
+                Err(RouteError::Hidden) => {
+                    assert_eq!(dotfiles, Dotfiles::Deny, "Hidden under --dotfiles allow");
+                }
+                Err(RouteError::NotFound | RouteError::Forbidden(_) | RouteError::BadPath(_)) => {}
+            }
         }
     }
 });

@@ -135,8 +135,11 @@ impl Child {
         // Stragglers (a daemonized grandchild holding our pipe) die with the group,
         // before the leader's id is released by reaping it.
         self.signal_group(libc::SIGKILL);
-        let e = wait4(self.pid);
+        // Out of the registry before the id is released: once reaped, the id can name
+        // someone else's new process group, which a shutdown's `signal_all` running
+        // between the two steps would kill.
         self.registry.remove(self.pid);
+        let e = wait4(self.pid);
         self.exit = Some(e);
         e
     }
@@ -196,5 +199,35 @@ fn wait4(pid: i32) -> ExitInfo {
         user: tv(usage.ru_utime),
         system: tv(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deregistered_before_the_leader_is_reaped() {
+        // Not a group leader, so `reap`'s SIGKILL to the group finds no group and its
+        // wait4 lasts until the process ends by itself: time to look at the registry.
+        let registry = Arc::new(Registry::default());
+        #[allow(clippy::zombie_processes, reason = "Child::reap reaps it")]
+        let sleeper = std::process::Command::new("/bin/sleep")
+            .arg("3")
+            .spawn()
+            .unwrap();
+        let mut child = Child::adopt(sleeper.id() as i32, registry.clone());
+        assert_eq!(registry.count(), 1);
+        let reaper = std::thread::spawn(move || child.reap());
+        let until = Instant::now() + Duration::from_secs(2);
+        while registry.count() > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(registry.count(), 0, "still registered while being reaped");
+        assert!(
+            !reaper.is_finished(),
+            "registry emptied only after the reap"
+        );
+        assert_eq!(reaper.join().unwrap().code, 0);
     }
 }

@@ -1,7 +1,16 @@
-//! Starting one script process: posix_spawn through `std::process::Command`, or
-//! fork+execve through nix with everything prepared before the fork. Either way the
-//! child gets a clean environment, its own process group, the script's directory as
-//! cwd, default signal handling and only descriptors 0, 1 and 2.
+//! Starting one script process: posix_spawn(3), or fork+execve through nix with
+//! everything prepared before the fork. Either way the child gets a clean
+//! environment, its own process group, the script's directory as cwd, an empty
+//! signal mask with every signal at its default, and only descriptors 0, 1 and 2.
+//!
+//! The signals are the subtle part. The server blocks SIGINT and SIGTERM (a thread
+//! waits for them), Rust ignores SIGPIPE, and whoever started the server may have
+//! left signals ignored (`nohup`, a shell's background job); a blocked mask and
+//! ignored dispositions both survive exec. std's `Command` keeps the parent's mask
+//! and resets SIGPIPE only, and glibc's posix_spawn sets its internal signals (32,
+//! 33) to SIG_IGN in the child unless they are in the spawn's default set. So the
+//! posix_spawn path calls posix_spawn itself with an empty mask and every signal in
+//! the default set, and the fork paths reset all of them between fork and exec.
 
 use std::ffi::{CString, OsStr};
 use std::fmt;
@@ -20,7 +29,7 @@ use crate::limits::ChildSide;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum SpawnMode {
-    /// posix_spawn via std::process::Command.
+    /// posix_spawn(3), called directly (std's `Command` cannot set the signals).
     #[default]
     PosixSpawn,
     /// fork + execve via nix, argv/envp built before the fork.
@@ -91,10 +100,59 @@ impl From<io::Error> for SpawnError {
 }
 
 pub fn spawn(mode: SpawnMode, cmd: Command<'_>) -> Result<Spawned, SpawnError> {
+    // posix_spawn cannot set rlimits or join a cgroup, nor search the child's PATH
+    // for a bare program name: those go through std, which then forks.
+    let plain = cmd.limits.is_none() && cmd.program.as_os_str().as_bytes().contains(&b'/');
     match mode {
+        SpawnMode::PosixSpawn if plain => spawn_posix(cmd),
         SpawnMode::PosixSpawn => spawn_std(cmd),
         SpawnMode::Fork => spawn_fork(cmd),
     }
+}
+
+/// Makes a `std::process::Command` start its child with an empty signal mask and
+/// every signal at its default (see the module doc for why std's own reset is not
+/// enough). std takes its fork+exec path for it, since posix_spawn has no hook.
+pub fn default_signals(cmd: &mut std::process::Command) {
+    // SAFETY: `reset_signals` makes only async-signal-safe calls and allocates nothing.
+    unsafe { cmd.pre_exec(|| reset_signals()) };
+}
+
+/// Highest signal number the kernel has (`_NSIG - 1` on Linux).
+const MAX_SIGNAL: i32 = 64;
+/// The kernel's `sigset_t`, in bytes, as rt_sigaction(2) wants it.
+const KERNEL_SIGSET_BYTES: usize = 8;
+
+/// Between fork and exec: empty mask, every signal at SIG_DFL (a handler would be
+/// reset by exec anyway; SIG_IGN would not). rt_sigaction is called directly: glibc's
+/// sigaction refuses its internal signals 32 and 33, which may be ignored too.
+///
+/// # Safety
+/// Only for the child between fork and exec: it changes the whole process's signals.
+unsafe fn reset_signals() -> io::Result<()> {
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // The kernel's struct sigaction with every field zero: SIG_DFL, no flags, no
+        // restorer, empty mask; sized generously for every architecture's layout.
+        let default = [0 as libc::c_ulong; 8];
+        for sig in 1..=MAX_SIGNAL {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                default.as_ptr(),
+                std::ptr::null_mut::<libc::c_void>(),
+                KERNEL_SIGSET_BYTES,
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs `start` again when exec failed with ETXTBSY: a file just written can still be
@@ -127,11 +185,10 @@ fn spawn_std(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
         Input::File(f) => c.stdin(Stdio::from(f)),
     };
     if let Some(limits) = cmd.limits {
-        // posix_spawn has no attribute for rlimits or cgroups, so with limits std
-        // takes its fork+exec path to run this between the two.
         // SAFETY: `apply` only makes async-signal-safe calls on prepared data.
         unsafe { c.pre_exec(move || limits.apply()) };
     }
+    default_signals(&mut c);
     let mut child = retry_text_busy(|| c.spawn())?;
     let pid = child.id() as i32;
     let (stdout, stderr) = match (child.stdout.take(), child.stderr.take()) {
@@ -155,62 +212,197 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)
 }
 
+/// The C strings a child is started with, built before it exists.
+struct Words {
+    path: CString,
+    cwd: CString,
+    _owned: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+impl Words {
+    fn new(cmd: &Command<'_>) -> io::Result<Words> {
+        let path = cstring(cmd.program.as_os_str().as_bytes())?;
+        let cwd = cstring(cmd.cwd.as_os_str().as_bytes())?;
+        let mut argv_owned = vec![path.clone()];
+        for a in &cmd.args {
+            argv_owned.push(cstring(a.as_bytes())?);
+        }
+        let envp_owned = cmd
+            .env
+            .iter()
+            .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v].concat()))
+            .collect::<io::Result<Vec<_>>>()?;
+        let pointers = |list: &[CString]| -> Vec<*const libc::c_char> {
+            list.iter()
+                .map(|c| c.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        };
+        let argv = pointers(&argv_owned);
+        let envp = pointers(&envp_owned);
+        // The pointers point into the CStrings' heap buffers, which moving them here
+        // does not move.
+        let mut owned = argv_owned;
+        owned.extend(envp_owned);
+        Ok(Words {
+            path,
+            cwd,
+            _owned: owned,
+            argv,
+            envp,
+        })
+    }
+}
+
+/// The child's ends of stdin, stdout and stderr, and ours.
+struct Pipes {
+    child: [OwnedFd; 3],
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+impl Pipes {
+    fn new(input: Input) -> io::Result<Pipes> {
+        let (child_in, stdin): (OwnedFd, Option<OwnedFd>) = match input {
+            Input::Null => (File::open("/dev/null")?.into(), None),
+            Input::Pipe => {
+                let (r, w) = pipe()?;
+                (r, Some(w))
+            }
+            Input::File(f) => (f.into(), None),
+        };
+        let (stdout, child_out) = pipe()?;
+        let (stderr, child_err) = pipe()?;
+        Ok(Pipes {
+            child: [child_in, child_out, child_err],
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+
+    fn child_fds(&self) -> [i32; 3] {
+        self.child.each_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// Closes the child's ends (it has its own copies now) and returns ours.
+    fn spawned(self, pid: i32) -> Spawned {
+        Spawned {
+            pid,
+            stdin: self.stdin,
+            stdout: self.stdout,
+            stderr: self.stderr,
+        }
+    }
+}
+
+fn spawn_posix(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
+    let words = Words::new(&cmd)?;
+    let pipes = Pipes::new(cmd.input)?;
+    let fds = pipes.child_fds();
+    let pid = retry_text_busy(|| posix_spawn_once(&words, &fds))?;
+    Ok(pipes.spawned(pid))
+}
+
+/// Frees posix_spawn's attribute and file-action objects however we leave.
+struct SpawnAttrs {
+    attr: libc::posix_spawnattr_t,
+    actions: libc::posix_spawn_file_actions_t,
+}
+
+impl Drop for SpawnAttrs {
+    fn drop(&mut self) {
+        // SAFETY: both were initialized in `posix_spawn_once` before this guard existed.
+        unsafe {
+            libc::posix_spawnattr_destroy(&mut self.attr);
+            libc::posix_spawn_file_actions_destroy(&mut self.actions);
+        }
+    }
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}
+
+/// One posix_spawn: 0/1/2 from `fds`, cwd, its own process group, an empty signal
+/// mask and every signal at its default. Exec errors come back as its result.
+fn posix_spawn_once(w: &Words, fds: &[i32; 3]) -> io::Result<i32> {
+    // SAFETY: the objects are initialized before use and destroyed once (SpawnAttrs);
+    // every pointer passed stays valid for the call (`w` and `fds` outlive it).
+    unsafe {
+        let mut a = SpawnAttrs {
+            attr: std::mem::zeroed(),
+            actions: std::mem::zeroed(),
+        };
+        check(libc::posix_spawnattr_init(&mut a.attr))?;
+        if let Err(e) = check(libc::posix_spawn_file_actions_init(&mut a.actions)) {
+            libc::posix_spawnattr_destroy(&mut a.attr);
+            return Err(e);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        // Every bit set: glibc's sigfillset leaves out its internal signals 32 and 33,
+        // which its posix_spawn would then set to SIG_IGN in the child.
+        let mut every: libc::sigset_t = std::mem::zeroed();
+        std::ptr::write_bytes(&mut every, 0xff, 1);
+        check(libc::posix_spawnattr_setsigmask(&mut a.attr, &empty))?;
+        check(libc::posix_spawnattr_setsigdefault(&mut a.attr, &every))?;
+        check(libc::posix_spawnattr_setpgroup(&mut a.attr, 0))?;
+        let flags = libc::POSIX_SPAWN_SETPGROUP
+            | libc::POSIX_SPAWN_SETSIGMASK
+            | libc::POSIX_SPAWN_SETSIGDEF;
+        check(libc::posix_spawnattr_setflags(
+            &mut a.attr,
+            flags as libc::c_short,
+        ))?;
+        for (target, &fd) in fds.iter().enumerate() {
+            check(libc::posix_spawn_file_actions_adddup2(
+                &mut a.actions,
+                fd,
+                target as i32,
+            ))?;
+        }
+        check(libc::posix_spawn_file_actions_addchdir_np(
+            &mut a.actions,
+            w.cwd.as_ptr(),
+        ))?;
+        let mut pid: libc::pid_t = 0;
+        // Every other descriptor of ours is close-on-exec (`sys::cloexec_inherited`).
+        check(libc::posix_spawn(
+            &mut pid,
+            w.path.as_ptr(),
+            &a.actions,
+            &a.attr,
+            w.argv.as_ptr().cast(),
+            w.envp.as_ptr().cast(),
+        ))?;
+        Ok(pid)
+    }
+}
+
 fn spawn_fork(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
     // Everything the child touches is built here: after fork only async-signal-safe
     // calls are allowed, so no allocation happens on the child's side.
-    let path = cstring(cmd.program.as_os_str().as_bytes())?;
-    let cwd = cstring(cmd.cwd.as_os_str().as_bytes())?;
-    let mut argv_owned = vec![path.clone()];
-    for a in &cmd.args {
-        argv_owned.push(cstring(a.as_bytes())?);
-    }
-    let envp_owned = cmd
-        .env
-        .iter()
-        .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v].concat()))
-        .collect::<io::Result<Vec<_>>>()?;
-    let argv: Vec<*const libc::c_char> = argv_owned
-        .iter()
-        .map(|c| c.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-    let envp: Vec<*const libc::c_char> = envp_owned
-        .iter()
-        .map(|c| c.as_ptr())
-        .chain(std::iter::once(std::ptr::null()))
-        .collect();
-
-    let (child_in, our_in): (OwnedFd, Option<OwnedFd>) = match cmd.input {
-        Input::Null => (File::open("/dev/null")?.into(), None),
-        Input::Pipe => {
-            let (r, w) = pipe()?;
-            (r, Some(w))
-        }
-        Input::File(f) => (f.into(), None),
-    };
-    let (our_out, child_out) = pipe()?;
-    let (our_err, child_err) = pipe()?;
-    let fds = [
-        child_in.as_raw_fd(),
-        child_out.as_raw_fd(),
-        child_err.as_raw_fd(),
-    ];
+    let words = Words::new(&cmd)?;
+    let pipes = Pipes::new(cmd.input)?;
+    let fds = pipes.child_fds();
     let prepared = Prepared {
         fds: &fds,
-        cwd: cwd.as_ptr(),
-        path: path.as_ptr(),
-        argv: &argv,
-        envp: &envp,
+        cwd: words.cwd.as_ptr(),
+        path: words.path.as_ptr(),
+        argv: &words.argv,
+        envp: &words.envp,
         limits: cmd.limits.as_ref(),
     };
     let pid = retry_text_busy(|| fork_exec(&prepared))?;
-    drop((child_in, child_out, child_err));
-    Ok(Spawned {
-        pid,
-        stdin: our_in,
-        stdout: our_out,
-        stderr: our_err,
-    })
+    Ok(pipes.spawned(pid))
 }
 
 /// One fork and exec; the child's exec error comes back through a CLOEXEC pipe,
@@ -225,18 +417,35 @@ fn fork_exec(prepared: &Prepared<'_>) -> io::Result<i32> {
         nix::unistd::ForkResult::Parent { child } => {
             drop(report_w);
             let pid = child.as_raw();
-            let mut errno = [0u8; 4];
-            match File::from(report_r).read(&mut errno) {
-                Ok(0) => Ok(pid),
-                _ => {
-                    let mut status = 0;
-                    // SAFETY: reaping the child that failed to exec.
-                    unsafe { libc::waitpid(pid, &mut status, 0) };
-                    Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
-                }
-            }
+            let error = match read_exec_report(File::from(report_r)) {
+                Ok(None) => return Ok(pid),
+                Ok(Some(errno)) => io::Error::from_raw_os_error(errno),
+                Err(e) => e,
+            };
+            let mut status = 0;
+            // SAFETY: reaping the child that failed to exec.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            Err(error)
         }
     }
+}
+
+/// Reads the report pipe: `None` at end-of-file (exec succeeded and closed it), else
+/// the child's errno. A signal landing in this thread (EINTR) is not an exec failure:
+/// treating it as one used to block in `waitpid` until the script ended by itself.
+fn read_exec_report(mut report: File) -> io::Result<Option<i32>> {
+    let mut errno = [0u8; 4];
+    let mut got = 0;
+    while got < errno.len() {
+        match report.read(&mut errno[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(io::Error::other("short exec report")),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(i32::from_ne_bytes(errno)))
 }
 
 /// What the forked child uses, all built before the fork.
@@ -287,12 +496,142 @@ unsafe fn child_after_fork(p: &Prepared<'_>, report: i32) -> ! {
             0u32,
         );
         libc::syscall(libc::SYS_close_range, report as u32 + 1, u32::MAX, 0u32);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        // Rust ignores SIGPIPE; a script must get the default back.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        if reset_signals().is_err() {
+            fail(report);
+        }
         libc::execve(path, argv.as_ptr(), envp.as_ptr());
         fail(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::thread::JoinHandleExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    /// `SigBlk` and `SigIgn` of a program started in `mode` that reads its own
+    /// /proc/self/status, started from a thread that blocks SIGINT while the process
+    /// ignores SIGHUP (as under nohup).
+    fn child_signals(start: impl FnOnce() -> Spawned + Send) -> (String, String) {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    // SAFETY: plain signal-mask and disposition calls, undone below.
+                    let old = unsafe {
+                        let mut int: libc::sigset_t = std::mem::zeroed();
+                        libc::sigemptyset(&mut int);
+                        libc::sigaddset(&mut int, libc::SIGINT);
+                        libc::pthread_sigmask(libc::SIG_BLOCK, &int, std::ptr::null_mut());
+                        libc::signal(libc::SIGHUP, libc::SIG_IGN)
+                    };
+                    let spawned = start();
+                    // SAFETY: as above.
+                    unsafe { libc::signal(libc::SIGHUP, old) };
+                    let mut out = String::new();
+                    File::from(spawned.stdout).read_to_string(&mut out).unwrap();
+                    let mut status = 0;
+                    // SAFETY: reaping our own child.
+                    unsafe { libc::waitpid(spawned.pid, &mut status, 0) };
+                    let field = |name: &str| {
+                        out.lines()
+                            .find_map(|l| l.strip_prefix(name))
+                            .unwrap_or_else(|| panic!("{name} missing: {out}"))
+                            .trim()
+                            .to_owned()
+                    };
+                    (field("SigBlk:"), field("SigIgn:"))
+                })
+                .join()
+                .unwrap()
+        })
+    }
+
+    fn reader<'a>(env: &'a MetaVars) -> Command<'a> {
+        Command {
+            program: Path::new("/bin/grep"),
+            args: vec![OsStr::new("^Sig"), OsStr::new("/proc/self/status")],
+            env,
+            cwd: Path::new("/"),
+            input: Input::Null,
+            limits: None,
+        }
+    }
+
+    #[test]
+    fn children_start_with_no_blocked_and_no_ignored_signal() {
+        let env = MetaVars::new();
+        let none = "0000000000000000";
+        for mode in [SpawnMode::PosixSpawn, SpawnMode::Fork] {
+            let got = child_signals(|| spawn(mode, reader(&env)).unwrap());
+            assert_eq!(got, (none.into(), none.into()), "{mode:?}");
+        }
+        // The std path (used with limits, and for workers) with `default_signals`.
+        let got = child_signals(|| {
+            let mut c = std::process::Command::new("/bin/grep");
+            c.args(["^Sig", "/proc/self/status"])
+                .stdout(Stdio::piped())
+                .process_group(0);
+            default_signals(&mut c);
+            #[allow(clippy::zombie_processes, reason = "child_signals reaps it")]
+            let mut child = c.spawn().unwrap();
+            Spawned {
+                pid: child.id() as i32,
+                stdin: None,
+                stdout: child.stdout.take().unwrap().into(),
+                stderr: File::open("/dev/null").unwrap().into(),
+            }
+        });
+        assert_eq!(got, (none.into(), none.into()), "std::process::Command");
+    }
+
+    #[test]
+    fn exec_errors_come_back_in_both_modes() {
+        let env = MetaVars::new();
+        for mode in [SpawnMode::PosixSpawn, SpawnMode::Fork] {
+            let mut cmd = reader(&env);
+            cmd.program = Path::new("/nonexistent/program");
+            assert!(
+                matches!(spawn(mode, cmd), Err(SpawnError::NotFound(_))),
+                "{mode:?}"
+            );
+        }
+    }
+
+    extern "C" fn ignore(_: libc::c_int) {}
+
+    #[test]
+    fn a_signal_while_waiting_for_the_exec_report_is_no_failure() {
+        // A handler without SA_RESTART, so a blocked read(2) returns EINTR.
+        // SAFETY: installs a handler that does nothing, for a signal no test uses.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = ignore as *const () as usize;
+            libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut());
+        }
+        for errno in [None, Some(libc::ENOENT)] {
+            let (r, mut w) = std::io::pipe().unwrap();
+            let done = std::sync::Arc::new(AtomicBool::new(false));
+            let flag = done.clone();
+            let reader = std::thread::spawn(move || {
+                let got = read_exec_report(File::from(OwnedFd::from(r)));
+                flag.store(true, Ordering::SeqCst);
+                got
+            });
+            let thread = reader.as_pthread_t();
+            for _ in 0..20 {
+                // SAFETY: the thread is alive until joined below.
+                unsafe { libc::pthread_kill(thread, libc::SIGUSR1) };
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(!done.load(Ordering::SeqCst), "EINTR ended the wait");
+            if let Some(e) = errno {
+                w.write_all(&e.to_ne_bytes()).unwrap();
+            }
+            drop(w);
+            assert_eq!(reader.join().unwrap().unwrap(), errno);
+        }
     }
 }

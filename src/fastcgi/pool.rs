@@ -384,6 +384,7 @@ impl Pool {
             // SAFETY: `apply` only makes async-signal-safe calls on prepared data.
             unsafe { cmd.pre_exec(move || side.apply()) };
         }
+        crate::cgi::spawn::default_signals(&mut cmd);
         let child = crate::cgi::spawn::retry_text_busy(|| cmd.spawn())
             .map_err(|e| Error::Spawn(e.into()))?;
         drop(cmd);

@@ -111,7 +111,12 @@ fn build(lines: &[&[u8]]) -> Result<CgiResponse, ResponseError> {
     for line in lines {
         let (name, value) = split_field(line)?;
         if value.is_empty() {
-            continue; // RFC 3875 §6.3: an empty field counts as absent.
+            // A script printing `Location:` meant a redirect and built it wrong (an
+            // unset variable); answering its empty 200 would hide the bug.
+            if name.eq_ignore_ascii_case("location") {
+                return Err(ResponseError::BadLocation);
+            }
+            continue; // RFC 3875 §6.3: any other empty field counts as absent.
         }
         let lower = name.to_ascii_lowercase();
         match lower.as_str() {
@@ -280,6 +285,11 @@ mod tests {
         let (r, _) = ok("Location: //evil.example/\n\n");
         assert_eq!(r.status, 302);
         assert_eq!(err("Location: /a b\n\n"), ResponseError::BadLocation);
+        assert_eq!(err("Location:\n\n"), ResponseError::BadLocation);
+        assert_eq!(
+            err("Content-Type: text/html\nlocation:   \n\n"),
+            ResponseError::BadLocation
+        );
     }
 
     #[test]

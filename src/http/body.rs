@@ -43,13 +43,20 @@ enum State {
     Done,
 }
 
-/// Decodes `Transfer-Encoding: chunked`, accepting CRLF or bare LF line ends.
+/// Decodes `Transfer-Encoding: chunked` strictly to RFC 9112 §7.1: every line ends in
+/// CRLF, the size is bare hex digits, extensions and trailer fields follow their
+/// grammar. Whatever a lenient parser (a proxy in front of us) might read differently
+/// — a bare LF, a bare CR, whitespace before the size, a NUL in an extension, an
+/// obs-folded trailer — is refused rather than guessed at, since two parsers that
+/// disagree on where a body ends are how requests get smuggled.
 #[derive(Debug)]
 pub struct ChunkedDecoder {
     state: State,
     line: Vec<u8>,
     trailer_len: usize,
     decoded: u64,
+    /// Most body bytes accepted in all; a size line that would pass it fails at once.
+    limit: u64,
 }
 
 impl Default for ChunkedDecoder {
@@ -60,11 +67,18 @@ impl Default for ChunkedDecoder {
 
 impl ChunkedDecoder {
     pub fn new() -> Self {
+        Self::with_limit(u64::MAX)
+    }
+
+    /// A decoder that fails with [`BodyError::TooLarge`] as soon as a chunk-size line
+    /// announces more than `limit` body bytes in all, before any of that chunk is read.
+    pub fn with_limit(limit: u64) -> Self {
         ChunkedDecoder {
             state: State::SizeLine,
             line: Vec::new(),
             trailer_len: 0,
             decoded: 0,
+            limit,
         }
     }
 
@@ -121,7 +135,12 @@ impl ChunkedDecoder {
     fn size_line(&mut self, rest: &[u8]) -> Result<usize, BodyError> {
         let (n, ended) = self.take_line(rest, MAX_SIZE_LINE)?;
         if ended {
-            let size = parse_chunk_size(&self.line)?;
+            let line = crlf_line(&self.line)
+                .ok_or(BodyError::Malformed("chunk-size line not ended by CRLF"))?;
+            let size = parse_size_line(line)?;
+            if size > self.limit.saturating_sub(self.decoded) {
+                return Err(BodyError::TooLarge);
+            }
             self.line.clear();
             self.state = if size == 0 {
                 State::Trailer
@@ -132,16 +151,24 @@ impl ChunkedDecoder {
         Ok(n)
     }
 
+    /// Exactly CRLF after a chunk's data: byte by byte, so a wrong first byte fails
+    /// before anything else is read.
     fn data_end(&mut self, rest: &[u8]) -> Result<usize, BodyError> {
-        let (n, ended) = self.take_line(rest, 2)?;
-        if ended {
-            if self.line != b"\r\n" && self.line != b"\n" {
+        let want = b"\r\n";
+        let mut used = 0;
+        for &b in rest {
+            if b != want[self.line.len()] {
                 return Err(BodyError::Malformed("chunk data not followed by CRLF"));
             }
-            self.line.clear();
-            self.state = State::SizeLine;
+            self.line.push(b);
+            used += 1;
+            if self.line.len() == want.len() {
+                self.line.clear();
+                self.state = State::SizeLine;
+                break;
+            }
         }
-        Ok(n)
+        Ok(used)
     }
 
     fn trailer(&mut self, rest: &[u8]) -> Result<usize, BodyError> {
@@ -149,29 +176,126 @@ impl ChunkedDecoder {
         let (n, ended) = self.take_line(rest, room.max(2))?;
         if ended {
             self.trailer_len += self.line.len();
-            let blank = self.line == b"\r\n" || self.line == b"\n";
-            if !blank && !self.line.contains(&b':') {
-                return Err(BodyError::Malformed("invalid trailer line"));
+            let line = crlf_line(&self.line)
+                .ok_or(BodyError::Malformed("trailer line not ended by CRLF"))?;
+            if line.is_empty() {
+                self.state = State::Done;
+            } else {
+                check_trailer_field(line)?;
             }
             self.line.clear();
-            if blank {
-                self.state = State::Done;
-            }
         }
         Ok(n)
     }
 }
 
-fn parse_chunk_size(line: &[u8]) -> Result<u64, BodyError> {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let end = line.iter().position(|&b| b == b';').unwrap_or(line.len());
-    let digits = super::head::trim(&line[..end]);
-    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+/// The line without its CRLF, if it ends in CRLF and holds no other CR.
+fn crlf_line(line: &[u8]) -> Option<&[u8]> {
+    let body = line.strip_suffix(b"\r\n")?;
+    (!body.contains(&b'\r')).then_some(body)
+}
+
+/// `chunk-size [ chunk-ext ]` (the line without CRLF). httparse's `parse_chunk_size`
+/// is not strict enough here: it takes any octet in an extension (NUL included),
+/// whitespace after the size without an extension, and an empty line as size 0.
+fn parse_size_line(line: &[u8]) -> Result<u64, BodyError> {
+    let end = line
+        .iter()
+        .position(|b| !b.is_ascii_hexdigit())
+        .unwrap_or(line.len());
+    let (digits, ext) = line.split_at(end);
+    if digits.is_empty() {
         return Err(BodyError::Malformed("invalid chunk size"));
     }
-    let text = std::str::from_utf8(digits).map_err(|_| BodyError::Malformed("chunk size"))?;
+    check_chunk_ext(ext)?;
+    let significant = &digits[digits.iter().take_while(|&&b| b == b'0').count()..];
+    if significant.len() > 16 {
+        // Past u64: larger than any --max-body.
+        return Err(BodyError::TooLarge);
+    }
+    let text = std::str::from_utf8(significant).map_err(|_| BodyError::Malformed("chunk size"))?;
+    if text.is_empty() {
+        return Ok(0);
+    }
     u64::from_str_radix(text, 16).map_err(|_| BodyError::Malformed("invalid chunk size"))
+}
+
+/// `*( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`, RFC 9112 §7.1.1,
+/// plus whitespace before the CRLF (as Apache takes it: it cannot change the size).
+fn check_chunk_ext(mut rest: &[u8]) -> Result<(), BodyError> {
+    let bad = BodyError::Malformed("invalid chunk extension");
+    loop {
+        rest = skip_bws(rest);
+        if rest.is_empty() {
+            return Ok(());
+        }
+        rest = rest.strip_prefix(b";").ok_or(bad.clone())?;
+        rest = skip_bws(rest);
+        let name = token_len(rest);
+        if name == 0 {
+            return Err(bad);
+        }
+        rest = &rest[name..];
+        if let Some(value) = skip_bws(rest).strip_prefix(b"=") {
+            let value = skip_bws(value);
+            let n = match value.first() {
+                Some(b'"') => quoted_string_len(value).ok_or(bad.clone())?,
+                _ => token_len(value),
+            };
+            if n == 0 {
+                return Err(bad);
+            }
+            rest = &value[n..];
+        }
+    }
+}
+
+/// `field-name ":" OWS field-value OWS`: a token name, no obs-fold (a line starting
+/// with whitespace), no control bytes but HTAB in the value.
+fn check_trailer_field(line: &[u8]) -> Result<(), BodyError> {
+    let name = token_len(line);
+    if name == 0 || line.get(name) != Some(&b':') {
+        return Err(BodyError::Malformed("invalid trailer field"));
+    }
+    let value = &line[name + 1..];
+    if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+        return Err(BodyError::Malformed("invalid trailer field"));
+    }
+    Ok(())
+}
+
+fn skip_bws(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    s
+}
+
+fn token_len(s: &[u8]) -> usize {
+    s.iter()
+        .take_while(|&&b| crate::gateway::response::is_token(b))
+        .count()
+}
+
+/// Length of the quoted-string at the start of `s` (RFC 9110 §5.6.4), quotes included.
+fn quoted_string_len(s: &[u8]) -> Option<usize> {
+    let qdtext =
+        |b: u8| b == b'\t' || b == b' ' || (b >= 0x21 && b != b'"' && b != b'\\' && b != 0x7f);
+    let mut i = 1;
+    loop {
+        match *s.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => {
+                let next = *s.get(i + 1)?;
+                if next != b'\t' && (next < b' ' || next == 0x7f) {
+                    return None;
+                }
+                i += 2;
+            }
+            b if qdtext(b) => i += 1,
+            _ => return None,
+        }
+    }
 }
 
 /// A request body ready to go to a script.
@@ -294,29 +418,78 @@ mod tests {
         }
     }
 
-    #[test]
-    fn bare_lf_accepted() {
-        let (out, _, done) = decode_all(b"2\nhi\n0\n\n").unwrap();
-        assert_eq!(out, b"hi");
-        assert!(done);
+    fn malformed(input: &[u8]) -> bool {
+        matches!(decode_all(input), Err(BodyError::Malformed(_)))
     }
 
     #[test]
-    fn malformed_sizes_rejected() {
+    fn every_lenient_form_is_refused() {
+        // The "funky chunks" class: each is read one way by some parser in front of us.
         for bad in [
-            &b"x\r\n"[..],
-            b"\r\n",
+            &b"2\nhi\r\n0\r\n\r\n"[..], // size line ended by a bare LF
+            b"2\r\nhi\n0\r\n\r\n",      // chunk data ended by a bare LF
+            b"2\r\nhi\r0\r\n\r\n",      // ... or by a bare CR
+            b" 2\r\nhi\r\n0\r\n\r\n",   // whitespace before the size
+            b"\t2\r\nhi\r\n0\r\n\r\n",
+            b"2;a\0b\r\nhi\r\n0\r\n\r\n", // NUL in an extension
+            b"2;a\rb\r\nhi\r\n0\r\n\r\n", // bare CR in an extension
+            b"2;a=\"x\ry\"\r\nhi\r\n0\r\n\r\n",
+            b"2;\r\nhi\r\n0\r\n\r\n",      // extension without a name
+            b"2;a=\r\nhi\r\n0\r\n\r\n",    // ... or with an empty value
+            b"2 x\r\nhi\r\n0\r\n\r\n",     // something after the size that is no extension
+            b"2;a=\"x\r\nhi\r\n0\r\n\r\n", // unterminated quoted value
+            b"0\r\nX: 1\rY: 2\r\n\r\n",    // bare CR in a trailer
+            b"0\r\nX: 1\r\n Y: 2\r\n\r\n", // trailer starting with a space (obs-fold)
+            b"0\r\n\tX: 1\r\n\r\n",
+            b"0\r\nX: 1\n\r\n",      // trailer ended by a bare LF
+            b"0\r\n\n",              // last line a bare LF
+            b"0\r\nX : 1\r\n\r\n",   // space before the colon
+            b"0\r\nX: a\0b\r\n\r\n", // NUL in a trailer value
+            b"0\r\nno colon\r\n\r\n",
+            b"0x2\r\nhi\r\n0\r\n\r\n",
+            b"+2\r\nhi\r\n0\r\n\r\n",
             b"-1\r\n",
-            b"1234567890abcdef0\r\n",
-            b"0x5\r\n",
+            b"x\r\n",
+            b"\r\n", // empty size line
+            b"2\r\nhiX\r\n",
         ] {
-            assert!(
-                matches!(decode_all(bad), Err(BodyError::Malformed(_))),
-                "{bad:?}"
-            );
+            assert!(malformed(bad), "{:?}", String::from_utf8_lossy(bad));
         }
-        assert!(decode_all(b"2\r\nhiX\r\n").is_err());
-        assert!(decode_all(b"0\r\nno colon\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn valid_extensions_and_trailers_pass() {
+        for good in [
+            &b"2;a\r\nhi\r\n0\r\n\r\n"[..],
+            b"2 ; a = b ;c \r\nhi\r\n0\r\n\r\n",
+            b"2 \r\nhi\r\n0\t\r\n\r\n",
+            b"2;a=\"q \\\" ;\"\r\nhi\r\n0;last\r\n\r\n",
+            b"0002\r\nhi\r\n000\r\nX-T: a\tb \r\nY:\r\n\r\n",
+        ] {
+            let (out, n, done) = decode_all(good).unwrap();
+            assert_eq!((out.as_slice(), n, done), (&b"hi"[..], good.len(), true));
+        }
+    }
+
+    #[test]
+    fn a_size_past_the_limit_fails_before_its_data() {
+        let mut out = Vec::new();
+        let mut d = ChunkedDecoder::with_limit(10);
+        assert_eq!(d.decode(b"6\r\nabcdef\r\n", &mut out), Ok(11));
+        // 6 + 5 > 10: refused on the size line alone, none of its data needed.
+        assert_eq!(d.decode(b"5\r\n", &mut out), Err(BodyError::TooLarge));
+        let mut d = ChunkedDecoder::with_limit(10);
+        assert_eq!(d.decode(b"4\r\nabcd\r\n6\r\n", &mut out), Ok(12));
+        let mut d = ChunkedDecoder::new();
+        assert_eq!(
+            d.decode(b"1234567890abcdef0\r\n", &mut out),
+            Err(BodyError::TooLarge)
+        );
+        assert!(
+            ChunkedDecoder::new()
+                .decode(b"ffffffffffffffff\r\n", &mut out)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -5,6 +5,9 @@ use std::fmt;
 
 /// Most header lines a request may carry; more is answered 431.
 pub const MAX_HEADERS: usize = 100;
+/// Longest method we take (the longest registered one, `UPDATEREDIRECTREF`, has 17
+/// bytes); a longer one is answered 501 rather than carried into logs and scripts.
+pub const MAX_METHOD: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -50,10 +53,16 @@ pub enum HeadError {
     VersionNotSupported,
     MissingHost,
     BadHost,
+    /// An absolute-form target whose authority is not a valid host.
+    BadTargetHost,
     /// Content-Length and Transfer-Encoding together, or disagreeing lengths.
     AmbiguousFraming,
     BadContentLength,
+    /// A Transfer-Encoding that leaves the body's end unknowable (says why).
+    BadTransferEncoding(&'static str),
     UnsupportedTransferCoding,
+    /// A method longer than [`MAX_METHOD`].
+    MethodTooLong,
     ExpectationFailed,
 }
 
@@ -66,10 +75,13 @@ impl fmt::Display for HeadError {
             HeadError::VersionNotSupported => f.write_str("HTTP version not supported"),
             HeadError::MissingHost => f.write_str("HTTP/1.1 request without Host"),
             HeadError::BadHost => f.write_str("invalid Host header"),
+            HeadError::BadTargetHost => f.write_str("invalid host in the request-target"),
             HeadError::AmbiguousFraming => {
                 f.write_str("conflicting Content-Length / Transfer-Encoding")
             }
             HeadError::BadContentLength => f.write_str("invalid Content-Length"),
+            HeadError::BadTransferEncoding(why) => write!(f, "bad Transfer-Encoding: {why}"),
+            HeadError::MethodTooLong => write!(f, "method longer than {MAX_METHOD} bytes"),
             HeadError::UnsupportedTransferCoding => f.write_str("unsupported Transfer-Encoding"),
             HeadError::ExpectationFailed => f.write_str("unsupported Expect"),
         }
@@ -183,6 +195,9 @@ fn validate(raw: RawRequest) -> Result<Request, HeadError> {
     } else {
         Version::Http11
     };
+    if raw.method.len() > MAX_METHOD {
+        return Err(HeadError::MethodTooLong);
+    }
     check_target(&raw.method, &raw.target)?;
     let mut req = Request {
         method: raw.method,
@@ -193,6 +208,16 @@ fn validate(raw: RawRequest) -> Result<Request, HeadError> {
         expect_continue: false,
     };
     check_host(&req)?;
+    if let Some(authority) = absolute_form_authority(&req.target) {
+        // RFC 9112 §3.2.2: the target's authority is the host, whatever Host said; it
+        // replaces Host so that SERVER_NAME and HTTP_HOST cannot disagree. An "http"
+        // URI with an empty host is invalid (RFC 9110 §4.2.1), userinfo is refused.
+        if authority.is_empty() || !valid_host(authority.as_bytes()) {
+            return Err(HeadError::BadTargetHost);
+        }
+        let authority = authority.as_bytes().to_vec();
+        set_host(&mut req.headers, authority);
+    }
     req.framing = framing(&req)?;
     req.expect_continue = expectation(&req)?;
     Ok(req)
@@ -212,12 +237,32 @@ fn check_target(method: &str, target: &str) -> Result<(), HeadError> {
 
 /// `http://host/path?q` → `/path?q` (`/` when the path is empty).
 fn absolute_form_path(target: &str) -> Option<&str> {
-    let rest = strip_prefix_ignore_case(target, "http://")
-        .or_else(|| strip_prefix_ignore_case(target, "https://"))?;
+    let rest = absolute_form_rest(target)?;
     match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'/' => Some(&rest[i..]),
         _ => Some("/"),
     }
+}
+
+/// `http://host:81/path` → `host:81`.
+fn absolute_form_authority(target: &str) -> Option<&str> {
+    let rest = absolute_form_rest(target)?;
+    Some(&rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())])
+}
+
+fn absolute_form_rest(target: &str) -> Option<&str> {
+    strip_prefix_ignore_case(target, "http://")
+        .or_else(|| strip_prefix_ignore_case(target, "https://"))
+}
+
+/// Puts `host` in place of every Host line (at the first one's place, or at the end).
+fn set_host(headers: &mut Vec<(String, Vec<u8>)>, host: Vec<u8>) {
+    let first = headers
+        .iter()
+        .position(|(n, _)| n.eq_ignore_ascii_case("host"));
+    headers.retain(|(n, _)| !n.eq_ignore_ascii_case("host"));
+    let at = first.unwrap_or(headers.len());
+    headers.insert(at, ("Host".to_owned(), host));
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -280,7 +325,10 @@ fn framing(req: &Request) -> Result<Framing, HeadError> {
     }
     match (has_te, length) {
         (true, Some(_)) => Err(HeadError::AmbiguousFraming),
-        (true, None) if req.version == Version::Http10 => Err(HeadError::AmbiguousFraming),
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+        (true, None) if req.version == Version::Http10 => {
+            Err(HeadError::BadTransferEncoding("not defined for HTTP/1.0"))
+        }
         (true, None) => {
             let codings: Vec<&[u8]> = req
                 .headers_named("transfer-encoding")
@@ -291,8 +339,11 @@ fn framing(req: &Request) -> Result<Framing, HeadError> {
             match codings.as_slice() {
                 [only] if only.eq_ignore_ascii_case(b"chunked") => Ok(Framing::Chunked),
                 [.., last] if !last.eq_ignore_ascii_case(b"chunked") => {
-                    // A request whose final coding is not chunked has no knowable end.
-                    Err(HeadError::AmbiguousFraming)
+                    // RFC 9112 §6.3: a request whose final coding is not chunked has no
+                    // knowable end: 400, then close.
+                    Err(HeadError::BadTransferEncoding(
+                        "the last coding must be chunked (unknown or misplaced coding)",
+                    ))
                 }
                 _ => Err(HeadError::UnsupportedTransferCoding),
             }
@@ -406,15 +457,9 @@ impl Request {
         }
     }
 
-    /// The authority the client addressed: the absolute-form target's, else Host.
+    /// The authority the client addressed. For an absolute-form target [`parse`] has
+    /// already put the target's authority in Host, so this is always Host.
     pub fn host(&self) -> Option<&[u8]> {
-        let t = &self.target;
-        let rest = strip_prefix_ignore_case(t, "http://")
-            .or_else(|| strip_prefix_ignore_case(t, "https://"));
-        if let Some(rest) = rest {
-            let end = rest.find(['/', '?']).unwrap_or(rest.len());
-            return Some(&rest.as_bytes()[..end]);
-        }
         self.header("host")
     }
 
@@ -517,6 +562,42 @@ mod tests {
     }
 
     #[test]
+    fn absolute_form_host_is_validated_and_replaces_host() {
+        let (r, _) =
+            ok("GET http://Example.org:81/p HTTP/1.1\r\nA: 1\r\nHost: other\r\nHost2: z\r\n\r\n");
+        let hosts: Vec<&[u8]> = r.headers_named("host").collect();
+        assert_eq!(hosts, [&b"Example.org:81"[..]]);
+        assert_eq!(r.headers[1].0, "Host", "kept where Host was");
+        let (r, _) = ok("GET https://[::1]:8/ HTTP/1.0\r\n\r\n");
+        assert_eq!(r.host(), Some(&b"[::1]:8"[..]));
+        assert_eq!(r.path_and_query(), ("/", None));
+        for bad in [
+            "GET http://x\"onmouseover=\"alert(1)/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET http://user@host/ HTTP/1.1\r\nHost: host\r\n\r\n",
+            "GET http:///p HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET http://h:8x/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        ] {
+            assert_eq!(err(bad), HeadError::BadTargetHost, "{bad}");
+        }
+        // Host is still required and checked (RFC 9112 §3.2).
+        assert_eq!(
+            err("GET http://h/ HTTP/1.1\r\n\r\n"),
+            HeadError::MissingHost
+        );
+    }
+
+    #[test]
+    fn long_methods_are_not_implemented() {
+        let m = "M".repeat(MAX_METHOD);
+        ok(&format!("{m} / HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let m = "M".repeat(MAX_METHOD + 1);
+        assert_eq!(
+            err(&format!("{m} / HTTP/1.1\r\nHost: x\r\n\r\n")),
+            HeadError::MethodTooLong
+        );
+    }
+
+    #[test]
     fn framing_rules() {
         let (r, _) = ok("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(r.framing, Framing::Length(5));
@@ -536,7 +617,13 @@ mod tests {
         let gz = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
         assert_eq!(err(gz), HeadError::UnsupportedTransferCoding);
         let last = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n";
-        assert_eq!(err(last), HeadError::AmbiguousFraming);
+        assert!(matches!(err(last), HeadError::BadTransferEncoding(_)));
+        let unknown = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: foo\r\n\r\n";
+        let e = err(unknown);
+        assert!(matches!(e, HeadError::BadTransferEncoding(_)));
+        assert!(!e.to_string().contains("Content-Length"), "{e}");
+        let old = "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(err(old), HeadError::BadTransferEncoding(_)));
     }
 
     #[test]

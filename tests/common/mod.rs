@@ -372,6 +372,74 @@ pub fn read_pid(file: &Path) -> u32 {
     pid.expect("script wrote its pid")
 }
 
+/// Set by `.ci/run`, which installs every peer some tests need (php-cgi, Perl's
+/// FCGI, flup): then a test that finds something it needs missing fails instead of
+/// skipping, so a run where it could not happen is not reported as passed.
+pub const REQUIRE_PEERS: &str = "CGI_TESTBED_REQUIRE_PEERS";
+
+/// A test (or part of one) cannot run here, for `reason`: under [`REQUIRE_PEERS`]
+/// that fails the test; otherwise it says so on stderr, past libtest's capture so
+/// that `cargo test` shows it, and the caller skips that part.
+pub fn skip(reason: &str) {
+    let required = std::env::var_os(REQUIRE_PEERS).is_some_and(|v| !v.is_empty() && v != "0");
+    assert!(
+        !required,
+        "{REQUIRE_PEERS} is set, and this test cannot run: {reason}"
+    );
+    let name = std::thread::current().name().unwrap_or("?").to_owned();
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {name}: {reason} (README: Tests)"
+    );
+}
+
+/// Whether a test may go on with what it needs from the machine: `available`, or
+/// [`skip`] with `needs` (what, and how to get it) and false for the test to return.
+pub fn peer(available: bool, needs: &str) -> bool {
+    if !available {
+        skip(&format!("needs {needs}"));
+    }
+    available
+}
+
+/// Does this command run and succeed? (A probe for a peer such as php-cgi.)
+pub fn command_works(program: &str, args: &[&str]) -> bool {
+    std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// An IPv4 address of this machine outside 127.0.0.0/8, to reach a server the way a
+/// client elsewhere does (the server treats loopback clients as trusted).
+pub fn non_loopback_ipv4() -> Option<std::net::Ipv4Addr> {
+    let mut found = None;
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list`, which is read only while it is alive and freed once.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return None;
+        }
+        let mut at = list;
+        while !at.is_null() && found.is_none() {
+            let addr = (*at).ifa_addr;
+            if !addr.is_null() && i32::from((*addr).sa_family) == libc::AF_INET {
+                let v4 = &*(addr as *const libc::sockaddr_in);
+                let ip = std::net::Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+                if !ip.is_loopback() && !ip.is_unspecified() {
+                    found = Some(ip);
+                }
+            }
+            at = (*at).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
+}
+
 pub const ENV_SCRIPT: &str = "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nenv\n";
 pub const ECHO_SCRIPT: &str =
     "#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\r\\n\\r\\n'\nexec cat\n";
