@@ -7,21 +7,21 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use clap::Parser;
 
-use crate::cgi::spawn::SpawnMode;
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::fastcgi::external::Address;
 use crate::limits::Limits;
 use crate::logger::LogTarget;
+use crate::net::IpNet;
+use crate::paths::Dotfiles;
 use crate::report::ReportArgs;
-use crate::route::Dotfiles;
-use crate::status::IpNet;
+use crate::spawn::SpawnMode;
 use crate::try_files::TryFiles;
 
 const EXAMPLES: &str = "\
 Examples:
   cgi-testbed                                   serve ./cgi-bin on http://127.0.0.1:8080
   cgi-testbed --listen 127.0.0.1:0              any free port (printed on stdout)
-  cgi-testbed --cgi-dir ~/site/cgi-bin --timeout 5s --max-procs 16
+  cgi-testbed --cgi-dir ~/site/cgi-bin --timeout 5s --max-procs 16 --max-connections 256
   cgi-testbed --interpreter py=/usr/bin/python3 --env APP_MODE=dev --pass-env TZ
   cgi-testbed --spawn fork --access-log -        fork+exec, access log on stdout
   cgi-testbed --workers-max 4 --worker-max-requests 1000
@@ -81,13 +81,45 @@ pub struct Args {
     #[arg(long = "status-allow", value_name = "CIDR|IP")]
     pub status_allow: Vec<IpNet>,
 
-    /// Connection threads (each serves one request at a time).
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
-    pub threads: u16,
+    /// Event loops (threads); each serves any number of connections [default: number
+    /// of cores].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub loops: Option<u16>,
 
-    /// Script run time limit, and how long a connection may stay idle.
+    /// Script run time limit (504 past it).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+
+    /// How long a request head may take from its first byte, and a new connection to
+    /// start one (408 past it).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub head_timeout: Duration,
+
+    /// How long a kept connection may idle between requests.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// Longest wait for the next bytes of a request body (408 past it).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Longest wait for a client to take any of the answer (then the connection closes).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub send_timeout: Duration,
+
+    /// Bytes per second a client must take while the answer waits on it, judged over
+    /// each --send-timeout (0: no minimum).
+    #[arg(long, default_value = "1KiB")]
+    pub min_send_rate: ByteSize,
+
+    /// Open client connections; more are answered 503 and closed.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Script output held on disk per request while its client still sends the body;
+    /// beyond it the script is not read until the client catches up.
+    #[arg(long, default_value = "16MiB")]
+    pub max_spill: ByteSize,
 
     /// Largest request body (e.g. 10MiB).
     #[arg(long, default_value = "1GiB")]
@@ -133,6 +165,15 @@ pub struct Args {
     /// Most FastCGI workers per script [default: number of cores].
     #[arg(long)]
     pub workers_max: Option<usize>,
+
+    /// Most FastCGI workers in all pools together.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers_total: u32,
+
+    /// Only this program may run under /fcgi-bin/ as a worker pool (repeatable; by
+    /// default every script may).
+    #[arg(long = "fcgi-allow", value_name = "NAME")]
+    pub fcgi_allow: Vec<String>,
 
     /// Idle workers above --workers-min exit after this long.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
@@ -234,9 +275,16 @@ impl Args {
         config.status_page = !self.no_status;
         config.status_allow = self.status_allow;
         config.listen = self.listen;
-        config.threads = usize::from(self.threads);
+        config.loops = self.loops.map_or_else(config::cores, usize::from);
         config.timeout = self.timeout;
-        config.head_timeout = self.timeout.min(Duration::from_secs(10));
+        config.head_timeout = self.head_timeout;
+        config.keepalive_timeout = self.keepalive_timeout;
+        config.body_timeout = self.body_timeout;
+        config.send_timeout = self.send_timeout;
+        config.min_send_rate = self.min_send_rate.as_u64();
+        config.max_connections = self.max_connections as usize;
+        config.max_spill = self.max_spill.as_u64();
+        config.fcgi_allow = self.fcgi_allow;
         config.max_body = self.max_body.as_u64();
         config.max_header = usize::try_from(self.max_header.as_u64()).map_err(|e| e.to_string())?;
         config.max_procs = self.max_procs as usize;
@@ -269,6 +317,7 @@ impl Args {
             config.workers.max = max.max(1);
         }
         config.workers.max = config.workers.max.max(config.workers.min);
+        config.workers.total = self.workers_total as usize;
         config.workers.idle = self.worker_idle;
         config.workers.max_requests = self.worker_max_requests;
         config.workers.wait = self.worker_wait;

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cgi::spawn::SpawnMode;
 use crate::fastcgi::external::Address;
 use crate::fastcgi::pool::PoolSettings;
 use crate::limits::Limits;
 use crate::logger::LogTarget;
-use crate::route::Dotfiles;
-use crate::status::IpNet;
+use crate::net::IpNet;
+use crate::paths::Dotfiles;
+use crate::spawn::SpawnMode;
 use crate::try_files::TryFiles;
 
 #[derive(Debug, Clone)]
@@ -34,19 +34,35 @@ pub struct Config {
     pub status_page: bool,
     /// Who besides loopback clients may read the status page.
     pub status_allow: Vec<IpNet>,
-    /// Connection threads (each serves one request at a time).
-    pub threads: usize,
-    /// Script run time, and how long a connection may stay idle.
+    /// Event loops (threads), each serving any number of connections.
+    pub loops: usize,
+    /// `--timeout`: a script's run time (504 past it).
     pub timeout: Duration,
-    /// How long a client may take to send one request head.
+    /// `--head-timeout`: how long a client may take to send one request head, from its
+    /// first byte (and a new connection to start one); 408 past it.
     pub head_timeout: Duration,
+    /// `--keepalive-timeout`: how long a kept connection may idle between requests.
+    pub keepalive_timeout: Duration,
+    /// `--body-timeout`: longest wait for the next bytes of a request body (408).
+    pub body_timeout: Duration,
+    /// `--send-timeout`: longest wait for a client to take any of our answer.
+    pub send_timeout: Duration,
+    /// `--min-send-rate`: bytes per second a client must take while we wait on it
+    /// (0: no minimum).
+    pub min_send_rate: u64,
     pub max_body: u64,
     pub max_header: usize,
-    /// Scripts running at once; more wait up to `proc_wait`, then get 503.
+    /// Scripts alive at once (lingering ones included); more wait up to `proc_wait`,
+    /// then get 503.
     pub max_procs: usize,
     pub proc_wait: Duration,
     /// Open client connections; more are answered 503 and closed.
     pub max_connections: usize,
+    /// `--max-spill`: script output held on disk for one request while its client is
+    /// still sending the body; beyond it the script is not read.
+    pub max_spill: u64,
+    /// `--fcgi-allow`: the only names `/fcgi-bin/` runs as worker pools (empty: all).
+    pub fcgi_allow: Vec<String>,
     /// `--env` and `--pass-env`, resolved.
     pub env: Vec<(String, Vec<u8>)>,
     /// File extension → program that runs files without a `#!` line.
@@ -83,14 +99,20 @@ impl Config {
             try_files: None,
             status_page: true,
             status_allow: Vec::new(),
-            threads: 64,
+            loops: cores(),
             timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
+            keepalive_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
+            min_send_rate: 1024,
             max_body: 1 << 30,
             max_header: 64 << 10,
             max_procs: 64,
             proc_wait: Duration::from_secs(2),
-            max_connections: 4096,
+            max_connections: 1024,
+            max_spill: 16 << 20,
+            fcgi_allow: Vec::new(),
             env: Vec::new(),
             interpreters: Vec::new(),
             pass_authorization: false,
@@ -101,7 +123,8 @@ impl Config {
             spool_memory: 1 << 20,
             workers: PoolSettings {
                 min: 0,
-                max: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                max: cores(),
+                total: 32,
                 idle: Duration::from_secs(60),
                 max_requests: 0,
                 wait: Duration::from_secs(10),
@@ -126,4 +149,9 @@ impl Config {
         self.require_cgi_dir = false;
         self.document_root = Some(root);
     }
+}
+
+/// The number of cores (threads the machine runs at once).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }

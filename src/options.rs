@@ -2,9 +2,9 @@
 //! any resource, so it never reaches routing (where `*` is no path at all).
 
 use crate::error::Error;
-use crate::http::conn::Conn;
+use crate::http::exchange::Exchange;
 use crate::http::head::Request;
-use crate::static_files::{self, Sent};
+use crate::site::{self, Sent};
 
 /// The methods the server serves in general, as lighttpd lists them. A script may
 /// answer more (PUT, DELETE); `OPTIONS` on its own URL is the script's to answer.
@@ -16,12 +16,12 @@ pub fn is_asterisk(req: &Request) -> bool {
 }
 
 /// Answers `OPTIONS *` with 200, `Allow` and no body; `Ok(None)` for any other request.
-pub fn asterisk(conn: &mut Conn, req: &Request) -> Result<Option<Sent>, Error> {
+pub async fn asterisk(ex: &mut Exchange<'_>, req: &Request) -> Result<Option<Sent>, Error> {
     if !is_asterisk(req) {
         return Ok(None);
     }
     let headers = [("Allow".to_owned(), ALLOW.as_bytes().to_vec())];
-    static_files::send_memory(conn, req, 200, &headers, b"").map(Some)
+    site::send_memory(ex, 200, &headers, b"").await.map(Some)
 }
 
 #[cfg(test)]

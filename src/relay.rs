@@ -1,33 +1,42 @@
 //! Moves one request through a running script, whatever the model: request body in,
-//! CGI response out (parsed by the shared parser, then framed for the client), all
-//! in one poll loop so neither direction can block the other. Memory stays bounded:
-//! script output is read only while the client keeps up, except while the request
-//! body is still arriving, when it spills to a temp file rather than deadlock a
-//! script that writes before it reads.
+//! CGI response out (parsed by the shared parser, framed by the connection's
+//! exchange), both directions in one loop so neither can block the other. Waiting is
+//! the event loop's: the relay says what it waits for and sleeps until one is ready.
+//!
+//! Memory stays bounded: script output is read only while the client keeps up, except
+//! while the request body is still arriving, when it spills to a temp file (up to
+//! `--max-spill`) rather than deadlock a script that writes before it reads.
 
 use std::fs::File;
+use std::future::{Future, poll_fn};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::gateway::response::{self, Kind, ResponseError};
 use crate::http::body::BodyError;
-use crate::http::conn::Conn;
+use crate::http::conn::Peer;
+use crate::http::exchange::Exchange;
 use crate::http::head::Request;
-use crate::http::response::{self as http, BodyFraming, Head};
-use crate::sys::{self, Interest};
+use crate::logger::Logger;
+use crate::route::Script;
 
 /// Output held in memory before we stop reading the script (or spill, see above).
 const OUT_HIGH: usize = 256 * 1024;
 const READ_BUF: usize = 64 * 1024;
 
 /// A running script as the relay sees it. All calls are non-blocking: they return
-/// `WouldBlock` instead of waiting.
+/// `WouldBlock` (or `Pending`) instead of waiting; `poll_ready` is how the relay waits.
 pub trait Backend {
-    /// Adds what to wait on: input room when `want_input`, output when `want_output`,
-    /// and always whatever the backend itself must watch (stderr, exit).
-    fn interests(&self, want_input: bool, want_output: bool, set: &mut Vec<Interest>);
+    /// Registers `cx` to be woken for what the relay waits on: room for input when
+    /// `want_input`, output when `want_output`, and always whatever the backend itself
+    /// must watch (stderr, exit). Ready when some of it is ready now.
+    fn poll_ready(&mut self, cx: &mut Context<'_>, want_input: bool, want_output: bool)
+    -> Poll<()>;
     /// Gives request-body bytes; an error other than `WouldBlock` means the script
     /// will take no more.
     fn write_input(&mut self, data: &[u8]) -> io::Result<usize>;
@@ -51,11 +60,22 @@ pub enum Output {
     Pending,
 }
 
+/// One request on its way to a script, as both models see it.
+pub struct Call<'a, 'c> {
+    pub ex: &'a mut Exchange<'c>,
+    pub req: &'a Request,
+    pub script: &'a Script,
+    /// Prefix for this request's log lines.
+    pub tag: &'a str,
+    /// The request's number (for the status page's in-flight table).
+    pub id: u64,
+}
+
 /// Where the request body comes from.
 pub enum BodyIn {
     None,
-    /// `n` more bytes straight from the client connection.
-    Socket(u64),
+    /// The rest of a length-delimited body, straight from the client connection.
+    Socket,
     /// A body already spooled in memory.
     Memory(Vec<u8>),
     /// A body spooled to a file: the file, bytes left in it, the chunk read from it.
@@ -64,10 +84,10 @@ pub enum BodyIn {
 
 impl BodyIn {
     /// Body bytes not yet given to the script.
-    pub fn left(&self) -> u64 {
+    pub fn left(&self, ex: &Exchange<'_>) -> u64 {
         match self {
             BodyIn::None => 0,
-            BodyIn::Socket(n) => *n,
+            BodyIn::Socket => ex.body_left(),
             BodyIn::Memory(v) => v.len() as u64,
             BodyIn::File(_, n, chunk) => n + chunk.len() as u64,
         }
@@ -75,21 +95,21 @@ impl BodyIn {
 }
 
 pub struct Settings {
-    /// The script must be done by then.
+    /// The script must be done by then (`--timeout`).
     pub deadline: Instant,
-    /// Longest wait for the client to take output.
-    pub stall: Duration,
+    pub timeout: Duration,
     pub max_header: usize,
     /// Relay the output unchanged (nph- scripts).
     pub raw: bool,
-    /// Send `100 Continue` before reading the body.
-    pub send_continue: bool,
-    /// Whether the response may keep the connection open.
-    pub keep_alive: bool,
     /// Where the time went, for the Server-Timing header.
     pub timing: Timing,
     /// `--limit-output`: most bytes the script may write.
     pub max_output: Option<u64>,
+    /// `--max-spill`: most output spilled to disk while the body arrives.
+    pub max_spill: u64,
+    /// Where a budget reached mid-request is logged, with the request's tag.
+    pub log: Arc<Logger>,
+    pub tag: String,
 }
 
 /// The phases of one request before its answer (W3C Server-Timing names).
@@ -138,6 +158,8 @@ pub enum Outcome {
         error: Option<Error>,
         /// The Server-Timing value (sent, or for NPH only logged).
         timing: String,
+        /// Output past the script's own Content-Length, dropped.
+        excess: u64,
     },
     /// The script asked for another local URL to be served instead.
     LocalRedirect(String),
@@ -153,24 +175,37 @@ impl Outcome {
             Outcome::Failed(_) | Outcome::Sent { error: Some(_), .. }
         )
     }
+
+    /// Did the client leave (or stop reading) before the answer was out?
+    pub fn client_left(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Failed(Error::ClientGone(_) | Error::SendStalled(_))
+                | Outcome::Sent {
+                    error: Some(Error::ClientGone(_) | Error::SendStalled(_)),
+                    ..
+                }
+        )
+    }
 }
 
 enum Phase {
     Head(Vec<u8>),
-    Body(BodyFraming, u64),
+    Body,
     Raw,
     Discard,
 }
 
-/// Runs the exchange to its end. Clears `conn.body_unread` once the body is read, and
-/// `conn.reusable` when the response was raw or broken off.
-pub fn run(
-    conn: &mut Conn,
-    req: &Request,
+/// Runs the exchange to its end.
+pub async fn run(
+    ex: &mut Exchange<'_>,
     body: &mut BodyIn,
     backend: &mut dyn Backend,
     mut settings: Settings,
 ) -> Outcome {
+    // Whatever the script answers, the body is read to its end (dropped once the script
+    // stops reading), so an early answer can still keep the connection.
+    ex.drain_body();
     let mut r = Relay {
         out: OutQueue::default(),
         phase: if settings.raw {
@@ -179,8 +214,6 @@ pub fn run(
             Phase::Head(Vec::new())
         },
         status: 0,
-        body_bytes: 0,
-        committed: false,
         redirect: None,
         body,
         input_closed: false,
@@ -188,45 +221,53 @@ pub fn run(
         first_byte: None,
         timing: None,
         output_bytes: 0,
+        spill_capped: false,
     };
-    let outcome = match r.pump(conn, req, backend, &mut settings) {
+    // Reused across the connection's requests: zeroing 64 KiB each time shows up.
+    let mut buf = std::mem::take(ex.scratch());
+    buf.resize(READ_BUF, 0);
+    let result = r.pump(ex, backend, &mut settings, &mut buf).await;
+    *ex.scratch() = buf;
+    let committed = ex.answer_started();
+    if let Err(e) = &result
+        && committed
+        && !matches!(e, Error::ClientGone(_) | Error::SendStalled(_))
+    {
+        // What the script did write before it failed goes out as far as the socket
+        // takes it now, so the client sees an answer that stops short rather than
+        // nothing at all; the script is not kept waiting on a slow client for it.
+        r.flush_now(ex);
+    }
+    let (body_bytes, excess) = ex.body_counts();
+    match result {
         Ok(()) => match r.redirect.take() {
             Some(loc) => Outcome::LocalRedirect(loc),
             None => Outcome::Sent {
                 status: r.status,
-                body_bytes: r.body_bytes,
+                body_bytes,
                 error: None,
                 timing: r.timing_text(&settings),
+                excess,
             },
         },
-        Err(e) if r.committed => Outcome::Sent {
-            status: r.status,
-            body_bytes: r.body_bytes,
-            error: Some(e),
-            timing: r.timing_text(&settings),
-        },
+        Err(e) if committed => {
+            ex.broken();
+            Outcome::Sent {
+                status: r.status,
+                body_bytes,
+                error: Some(e),
+                timing: r.timing_text(&settings),
+                excess,
+            }
+        }
         Err(e) => Outcome::Failed(e),
-    };
-    if r.body_left() == 0 {
-        conn.body_unread = false;
     }
-    let close_delimited = matches!(r.phase, Phase::Raw | Phase::Body(BodyFraming::Close, _));
-    // A failure before anything was sent leaves the client's connection clean: the
-    // caller answers it (or retries elsewhere) and decides about keep-alive.
-    let broken = matches!(outcome, Outcome::Sent { error: Some(_), .. });
-    if broken || close_delimited {
-        conn.reusable = false;
-    }
-    outcome
 }
 
 struct Relay<'b> {
     out: OutQueue,
     phase: Phase,
     status: u16,
-    body_bytes: u64,
-    /// A response head has been queued: errors can no longer become error pages.
-    committed: bool,
     redirect: Option<String>,
     body: &'b mut BodyIn,
     input_closed: bool,
@@ -238,44 +279,30 @@ struct Relay<'b> {
     timing: Option<String>,
     /// Script output so far, for `--limit-output`.
     output_bytes: u64,
+    spill_capped: bool,
+}
+
+/// What the relay is waiting for on one turn.
+struct Waits {
+    body_bytes: bool,
+    client_room: bool,
+    client_close: bool,
+    input: bool,
+    output: bool,
 }
 
 impl Relay<'_> {
-    fn body_left(&self) -> u64 {
-        self.body.left()
-    }
-
-    fn pump(
+    async fn pump(
         &mut self,
-        conn: &mut Conn,
-        req: &Request,
-        backend: &mut dyn Backend,
-        s: &mut Settings,
-    ) -> Result<(), Error> {
-        if s.send_continue && matches!(*self.body, BodyIn::Socket(_)) && conn.pending().is_empty() {
-            self.out.push(http::CONTINUE, false)?;
-        }
-        // Reused across the connection's requests: zeroing 64 KiB each time shows up.
-        let mut buf = std::mem::take(&mut conn.scratch);
-        buf.resize(READ_BUF, 0);
-        let result = self.pump_loop(conn, req, backend, s, &mut buf);
-        conn.scratch = buf;
-        result
-    }
-
-    fn pump_loop(
-        &mut self,
-        conn: &mut Conn,
-        req: &Request,
+        ex: &mut Exchange<'_>,
         backend: &mut dyn Backend,
         s: &mut Settings,
         buf: &mut [u8],
     ) -> Result<(), Error> {
         let mut ended = false;
-        // Last time the client took output or gave body bytes.
-        let mut last_io = Instant::now();
-        let mut set = Vec::with_capacity(6);
-        let mut revents = Vec::with_capacity(6);
+        let mut watch_peer = true;
+        let mut last_body = Instant::now();
+        let mut timer = pin!(tokio::time::sleep_until(s.deadline.into()));
         loop {
             backend.housekeeping();
             if ended && !self.input_dead {
@@ -284,42 +311,40 @@ impl Relay<'_> {
                 self.input_dead = true;
                 backend.close_input();
             }
-            let mut progress = self.pump_input(conn, backend)?;
-            if progress {
-                last_io = Instant::now();
+            let (mut progress, got_body) = self.pump_input(ex, backend)?;
+            if got_body {
+                last_body = Instant::now();
             }
 
             // A few reads before writing, so output and its end (FastCGI often sends
             // STDOUT and END_REQUEST together) leave in one send.
             for _ in 0..4 {
-                if ended || !self.output_room() {
+                if ended || !self.output_room(ex, s) {
                     break;
                 }
                 match backend.read_output(buf)? {
                     Output::End => {
                         ended = true;
                         progress = true;
-                        self.finish_output()?;
+                        self.finish_output(ex)?;
                     }
                     Output::Data(n) => {
                         progress = true;
-                        self.take_output(&buf[..n], req, s)?;
+                        self.take_output(&buf[..n], ex, s)?;
                     }
                     Output::Pending => break,
                 }
             }
 
-            if !self.out.is_empty() {
-                match self.out.write_to(conn) {
+            if !self.out.is_empty() || ex.continue_pending() {
+                match self.out.write_to(ex) {
                     Ok(0) => {}
-                    Ok(_) => {
-                        progress = true;
-                        last_io = Instant::now();
-                    }
+                    Ok(_) => progress = true,
                     Err(e) => return Err(Error::ClientGone(e.to_string())),
                 }
             }
-            if ended && self.out.is_empty() && self.body_left() == 0 {
+            let body_left = self.body.left(ex);
+            if ended && self.out.is_empty() && body_left == 0 {
                 return Ok(());
             }
             if progress {
@@ -329,82 +354,113 @@ impl Relay<'_> {
             let now = Instant::now();
             if !ended && now >= s.deadline {
                 // Still waiting for the client's body: the client was too slow, not us.
-                return Err(match *self.body {
-                    BodyIn::Socket(n) if n > 0 => BodyError::TimedOut.into(),
-                    _ => Error::Timeout,
+                return Err(if matches!(*self.body, BodyIn::Socket) && body_left > 0 {
+                    BodyError::TooSlow(s.timeout).into()
+                } else {
+                    Error::Timeout(s.timeout)
                 });
             }
-            if (ended || !self.out.is_empty()) && now.duration_since(last_io) >= s.stall {
-                return Err(Error::ClientGone("stalled".into()));
+            let waits = Waits {
+                body_bytes: matches!(*self.body, BodyIn::Socket) && ex.wants_body_bytes(),
+                client_room: !self.out.is_empty() || ex.continue_pending(),
+                // Once the whole answer is out, a client hanging up is no reason to
+                // kill the script: it only has to finish.
+                client_close: watch_peer
+                    && !ended
+                    && self.out.is_empty()
+                    && body_left == 0
+                    && !ex.answer_complete(),
+                input: !self.input_dead && self.input_ready(ex),
+                output: !ended && self.output_room(ex, s),
+            };
+            if waits.body_bytes && now.duration_since(last_body) >= ex.settings.body_timeout {
+                return Err(BodyError::TimedOut(ex.settings.body_timeout).into());
             }
-            // Once the whole answer is out, a client hanging up is no reason to kill
-            // the script: it only has to finish.
-            let waiting_on_script =
-                !ended && self.out.is_empty() && self.body_left() == 0 && !self.answer_complete();
-            set.clear();
-            let mut client = 0;
-            if matches!(*self.body, BodyIn::Socket(n) if n > 0) && conn.pending().is_empty() {
-                client |= sys::READ;
+            if waits.client_room {
+                ex.client_blocked().map_err(Error::SendStalled)?;
+            } else {
+                ex.client_idle();
             }
-            if !self.out.is_empty() {
-                client |= sys::WRITE;
+            let mut wake = if ended {
+                ex.client_deadline()
+            } else {
+                s.deadline
+            };
+            if waits.client_room {
+                wake = wake.min(ex.client_deadline());
             }
-            if waiting_on_script {
-                client |= sys::PEER_CLOSED;
-            }
-            set.push(Interest {
-                fd: conn.fd(),
-                events: client,
-            });
-            let want_input = !self.input_dead && self.input_ready(conn);
-            backend.interests(want_input, !ended && self.output_room(), &mut set);
-            let mut wake = if ended { last_io + s.stall } else { s.deadline };
-            if !self.out.is_empty() {
-                wake = wake.min(last_io + s.stall);
+            if waits.body_bytes {
+                wake = wake.min(last_body + ex.settings.body_timeout);
             }
             if let Some(t) = backend.wake_at() {
                 wake = wake.min(t);
             }
-            sys::poll(&set, Some(wake), &mut revents).map_err(Error::Internal)?;
-            let gone = libc::POLLHUP | libc::POLLERR | sys::PEER_CLOSED;
-            if waiting_on_script && revents.first().is_some_and(|&r| r & gone != 0) {
-                return Err(Error::ClientGone("closed the connection".into()));
+            timer.as_mut().reset(wake.into());
+            let woke_by_client = poll_fn(|cx| wait(cx, ex, backend, &waits, timer.as_mut())).await;
+            if waits.client_close && woke_by_client {
+                match ex.peer_state() {
+                    Peer::Closed => {
+                        return Err(Error::ClientGone("closed the connection".into()));
+                    }
+                    Peer::Unwatchable => watch_peer = false,
+                    Peer::Open => {}
+                }
             }
         }
     }
 
-    /// Has the client had the whole response (a known length all sent, or no body)?
-    fn answer_complete(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Body(BodyFraming::Length(_), 0)
-                | Phase::Body(BodyFraming::Empty, _)
-                | Phase::Discard
-        ) && self.committed
-    }
-
-    /// May we take more script output now? Only while the client keeps up, except
-    /// that output spills to disk while the body is still arriving.
-    fn output_room(&self) -> bool {
-        if self.out.spilling() {
-            self.body_left() > 0
-        } else {
-            self.out.mem_len() < OUT_HIGH
+    /// Sends what the socket takes of what is queued, without waiting for the client.
+    fn flush_now(&mut self, ex: &mut Exchange<'_>) {
+        while !self.out.is_empty() {
+            match self.out.write_to(ex) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
         }
     }
 
+    /// May we take more script output now? Only while the client keeps up, except
+    /// that output spills to disk while the body is still arriving (up to the cap).
+    fn output_room(&mut self, ex: &Exchange<'_>, s: &Settings) -> bool {
+        if !self.out.spilling() {
+            return self.out.mem_len() < OUT_HIGH;
+        }
+        if self.body.left(ex) == 0 {
+            return false;
+        }
+        if self.out.spilled() >= s.max_spill {
+            if !self.spill_capped {
+                self.spill_capped = true;
+                s.log.log(&format!(
+                    "{} output waiting for the client reached --max-spill {}; the script \
+                     is not read until the client catches up",
+                    s.tag,
+                    bytesize::ByteSize(s.max_spill).display().iec()
+                ));
+            }
+            return false;
+        }
+        true
+    }
+
     /// Is there body data in hand to give the script?
-    fn input_ready(&self, conn: &Conn) -> bool {
+    fn input_ready(&self, ex: &Exchange<'_>) -> bool {
         match &*self.body {
-            BodyIn::Socket(n) => *n > 0 && !conn.pending().is_empty(),
+            BodyIn::Socket => !ex.body_in_hand().is_empty(),
             BodyIn::Memory(v) | BodyIn::File(_, _, v) => !v.is_empty(),
             BodyIn::None => false,
         }
     }
 
-    /// Moves body bytes from the client (or spool) to the script; true on progress.
-    fn pump_input(&mut self, conn: &mut Conn, backend: &mut dyn Backend) -> Result<bool, Error> {
+    /// Moves body bytes from the client (or spool) to the script. Says whether
+    /// anything moved, and whether new bytes came from the client.
+    fn pump_input(
+        &mut self,
+        ex: &mut Exchange<'_>,
+        backend: &mut dyn Backend,
+    ) -> Result<(bool, bool), Error> {
         let mut progress = false;
+        let mut got_body = false;
         if let BodyIn::File(file, left, chunk) = &mut *self.body
             && chunk.is_empty()
             && *left > 0
@@ -415,19 +471,25 @@ impl Relay<'_> {
                 .map_err(|e| BodyError::Spool(e.to_string()))?;
             *left -= n as u64;
         }
-        if matches!(*self.body, BodyIn::Socket(left) if left > 0) && conn.pending().is_empty() {
-            match conn.fill() {
-                Ok(0) => return Err(Error::ClientGone("closed before the body ended".into())),
-                Ok(_) => progress = true,
+        if matches!(*self.body, BodyIn::Socket) && ex.wants_body_bytes() {
+            match ex.try_read_body() {
+                Ok(0) => {
+                    ex.body_failed();
+                    return Err(Error::ClientGone("closed before the body ended".into()));
+                }
+                Ok(_) => {
+                    progress = true;
+                    got_body = true;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(Error::ClientGone(e.to_string())),
+                Err(e) => {
+                    ex.body_failed();
+                    return Err(Error::ClientGone(e.to_string()));
+                }
             }
         }
         let chunk: &[u8] = match &*self.body {
-            BodyIn::Socket(left) => {
-                let p = conn.pending();
-                &p[..p.len().min(usize::try_from(*left).unwrap_or(usize::MAX))]
-            }
+            BodyIn::Socket => ex.body_in_hand(),
             BodyIn::Memory(v) | BodyIn::File(_, _, v) => v,
             BodyIn::None => &[],
         };
@@ -457,10 +519,7 @@ impl Relay<'_> {
             if taken > 0 {
                 progress = true;
                 match &mut *self.body {
-                    BodyIn::Socket(left) => {
-                        conn.consume(taken);
-                        *left -= taken as u64;
-                    }
+                    BodyIn::Socket => ex.consume_body(taken),
                     BodyIn::Memory(v) | BodyIn::File(_, _, v) => {
                         v.drain(..taken);
                     }
@@ -468,11 +527,11 @@ impl Relay<'_> {
                 }
             }
         }
-        if self.body_left() == 0 && !self.input_closed {
+        if self.body.left(ex) == 0 && !self.input_closed {
             self.input_closed = true;
             backend.close_input();
         }
-        Ok(progress)
+        Ok((progress, got_body))
     }
 
     fn timing_text(&self, s: &Settings) -> String {
@@ -481,7 +540,12 @@ impl Relay<'_> {
             .unwrap_or_else(|| s.timing.render(self.first_byte, Instant::now()))
     }
 
-    fn take_output(&mut self, data: &[u8], req: &Request, s: &mut Settings) -> Result<(), Error> {
+    fn take_output(
+        &mut self,
+        data: &[u8],
+        ex: &mut Exchange<'_>,
+        s: &mut Settings,
+    ) -> Result<(), Error> {
         if self.first_byte.is_none() {
             self.first_byte = Some(Instant::now());
         }
@@ -497,104 +561,107 @@ impl Relay<'_> {
                 acc.extend_from_slice(data);
                 std::mem::take(acc)
             }
-            _ => return self.emit(data),
+            _ => return self.emit(data, ex),
         };
-        match response::parse(&head_buf, s.max_header)? {
-            None => {
-                self.phase = Phase::Head(head_buf);
-                Ok(())
-            }
-            Some((resp, start)) => {
-                if let Kind::LocalRedirect(loc) = resp.kind {
-                    self.redirect = Some(loc);
-                    self.phase = Phase::Discard;
-                    return Ok(());
-                }
-                let framing = BodyFraming::choose(req, resp.status, resp.content_length);
-                let mut headers = resp.headers;
-                let timing = s.timing.render(self.first_byte, Instant::now());
-                if s.timing.header {
-                    headers.push(("Server-Timing".into(), timing.clone().into_bytes()));
-                }
-                self.timing = Some(timing);
-                let mut head = Vec::with_capacity(512);
-                http::write_head(
-                    &mut head,
-                    &Head {
-                        status: resp.status,
-                        reason: resp
-                            .reason
-                            .as_deref()
-                            .unwrap_or_else(|| http::reason(resp.status)),
-                        headers: &headers,
-                        framing,
-                        announce_length: resp.content_length,
-                        keep_alive: s.keep_alive,
-                        version: req.version,
-                    },
-                );
-                self.status = resp.status;
-                self.committed = true;
-                self.phase = Phase::Body(framing, resp.content_length.unwrap_or(0));
-                let spill = self.body_left() > 0;
-                self.out.push(&head, spill)?;
-                self.emit(&head_buf[start..])
-            }
+        let Some((resp, start)) = response::parse(&head_buf, s.max_header)? else {
+            self.phase = Phase::Head(head_buf);
+            return Ok(());
+        };
+        if let Kind::LocalRedirect(loc) = resp.kind {
+            self.redirect = Some(loc);
+            self.phase = Phase::Discard;
+            return Ok(());
         }
+        let mut headers = resp.headers;
+        let timing = s.timing.render(self.first_byte, Instant::now());
+        if s.timing.header {
+            headers.push(("Server-Timing".into(), timing.clone().into_bytes()));
+        }
+        self.timing = Some(timing);
+        let reason = resp
+            .reason
+            .as_deref()
+            .unwrap_or_else(|| crate::http::response::reason(resp.status));
+        let head = ex.head(resp.status, reason, &headers, resp.content_length);
+        self.status = resp.status;
+        self.phase = Phase::Body;
+        let spill = self.body.left(ex) > 0;
+        self.out.push(&head, spill)?;
+        self.emit(&head_buf[start..], ex)
     }
 
     /// Queues body bytes, framed for the client.
-    fn emit(&mut self, data: &[u8]) -> Result<(), Error> {
+    fn emit(&mut self, data: &[u8], ex: &mut Exchange<'_>) -> Result<(), Error> {
         if data.is_empty() {
             return Ok(());
         }
-        let spill = self.body_left() > 0;
-        match &mut self.phase {
+        let spill = self.body.left(ex) > 0;
+        match self.phase {
             Phase::Raw => {
-                if !self.committed {
-                    self.committed = true;
+                if !ex.answer_started() {
                     self.status = status_of_raw_response(data);
+                    ex.raw_answer();
                 }
-                self.body_bytes += data.len() as u64;
-                self.out.push(data, spill)?;
+                let framed = ex.frame(data);
+                self.out.push(framed.data, spill)?;
             }
-            Phase::Body(BodyFraming::Length(_), left) => {
-                // Never more than the script announced; the excess is dropped.
-                let n = data.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                *left -= n as u64;
-                self.body_bytes += n as u64;
-                self.out.push(&data[..n], spill)?;
-            }
-            Phase::Body(BodyFraming::Chunked, _) => {
-                self.body_bytes += data.len() as u64;
-                self.out.push(&http::chunk_header(data.len()), spill)?;
-                self.out.push(data, spill)?;
-                self.out.push(b"\r\n", spill)?;
-            }
-            Phase::Body(BodyFraming::Close, _) => {
-                self.body_bytes += data.len() as u64;
-                self.out.push(data, spill)?;
+            Phase::Body => {
+                let framed = ex.frame(data);
+                self.out.push(framed.prefix(), spill)?;
+                self.out.push(framed.data, spill)?;
+                self.out.push(framed.suffix, spill)?;
             }
             // The head phase never gets here: `take_output` parses it first.
-            Phase::Body(BodyFraming::Empty, _) | Phase::Discard | Phase::Head(_) => {}
+            Phase::Discard | Phase::Head(_) => {}
         }
         Ok(())
     }
 
-    fn finish_output(&mut self) -> Result<(), Error> {
+    fn finish_output(&mut self, ex: &mut Exchange<'_>) -> Result<(), Error> {
         match &self.phase {
             Phase::Head(acc) if acc.is_empty() => Err(ResponseError::NoOutput.into()),
             Phase::Head(_) => Err(ResponseError::NoHeaderEnd.into()),
-            Phase::Body(BodyFraming::Chunked, _) => {
-                let spill = self.body_left() > 0;
-                self.out.push(http::LAST_CHUNK, spill)
-            }
-            // The client sees the connection close before the announced length.
-            Phase::Body(BodyFraming::Length(_), left) if *left > 0 => {
-                Err(ResponseError::ShortBody(*left).into())
-            }
-            _ => Ok(()),
+            Phase::Body => match ex.end_body() {
+                Ok(end) => {
+                    let spill = self.body.left(ex) > 0;
+                    self.out.push(end, spill)
+                }
+                // The client sees the connection close before the announced length.
+                Err(short) => Err(ResponseError::ShortBody(short.0).into()),
+            },
+            Phase::Raw | Phase::Discard => Ok(()),
         }
+    }
+}
+
+/// One wait of the relay: ready when the client, the backend or the timer is. Says
+/// whether the client's read side woke us.
+fn wait(
+    cx: &mut Context<'_>,
+    ex: &Exchange<'_>,
+    backend: &mut dyn Backend,
+    w: &Waits,
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Poll<bool> {
+    let mut ready = false;
+    let mut client = false;
+    if (w.body_bytes || w.client_close) && ex.poll_readable(cx).is_ready() {
+        ready = true;
+        client = true;
+    }
+    if w.client_room && ex.poll_writable(cx).is_ready() {
+        ready = true;
+    }
+    if backend.poll_ready(cx, w.input, w.output).is_ready() {
+        ready = true;
+    }
+    if timer.poll(cx).is_ready() {
+        ready = true;
+    }
+    if ready {
+        Poll::Ready(client)
+    } else {
+        Poll::Pending
     }
 }
 
@@ -630,11 +697,19 @@ impl OutQueue {
         self.spill.is_some()
     }
 
+    /// Bytes in the spill file not yet sent.
+    fn spilled(&self) -> u64 {
+        self.spill.as_ref().map_or(0, |s| s.write_at - s.read_at)
+    }
+
     fn is_empty(&self) -> bool {
         self.mem_len() == 0 && self.spill.is_none()
     }
 
     fn push(&mut self, data: &[u8], allow_spill: bool) -> Result<(), Error> {
+        if data.is_empty() {
+            return Ok(());
+        }
         let to_file =
             self.spill.is_some() || (allow_spill && self.mem_len() + data.len() > OUT_HIGH);
         if !to_file {
@@ -658,14 +733,12 @@ impl OutQueue {
     }
 
     /// Sends what the socket takes now; `Ok(0)` when it takes nothing.
-    fn write_to(&mut self, conn: &Conn) -> io::Result<usize> {
+    fn write_to(&mut self, ex: &mut Exchange<'_>) -> io::Result<usize> {
         if self.mem_len() == 0 {
             self.refill()?;
         }
-        if self.mem_len() == 0 {
-            return Ok(0);
-        }
-        match sys::send_nonblocking(conn.fd(), &self.mem[self.start..]) {
+        let pending = &self.mem[self.start..];
+        match ex.try_send(pending) {
             Ok(n) => {
                 self.start += n;
                 if self.start == self.mem.len() {

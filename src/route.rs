@@ -1,11 +1,270 @@
-//! Which script a URL names, and path safety: decoding, dot-segment removal and the rule
-//! that only executable regular files inside the canonical script directory run.
+//! What serves a path: [`Routes::decide`] turns a clean request path into a
+//! [`Target`] — a script and the model that runs it, a static file, one of the server's
+//! own pages, or a `--try-files` fallback — and holds the rule that only executable
+//! regular files inside a canonical script directory run.
 
-use std::fmt;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use crate::paths::{Dotfiles, PathError, check_dotfiles, strip_mount};
+use crate::static_files::{self, Found};
+use crate::stats::Model;
+use crate::try_files::{Tried, TryFiles};
+
+/// A URL prefix whose files run as CGI scripts.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    /// `/cgi-bin`: starts with `/`, no trailing slash.
+    pub url: String,
+    /// Canonical.
+    pub dir: PathBuf,
+}
+
+/// Where worker pools live: `/fcgi-bin/NAME` runs the script directory's NAME as a pool.
+pub const FASTCGI_MOUNT: &str = "/fcgi-bin";
+pub const STATUS_PATH: &str = "/server-status";
+
+/// The directories the server works on, made canonical at start.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The main script directory (`/fcgi-bin/` and, by default, `/cgi-bin/`). Not
+    /// canonical only when it is missing and was merely implied by `--root`.
+    pub cgi_dir: PathBuf,
+    /// DOCUMENT_ROOT for scripts.
+    pub document_root: PathBuf,
+    /// Where static files come from, if anywhere.
+    pub static_root: Option<PathBuf>,
+    /// Script mounts whose directories exist, in the order they are matched.
+    pub mounts: Vec<Mount>,
+}
+
+impl Layout {
+    /// `mounts` empty means `/cgi-bin` → `cgi_dir`. A missing `cgi_dir` is an error
+    /// unless `require_cgi_dir` is false (it was only implied by `--root`).
+    pub fn resolve(
+        cgi_dir: &Path,
+        require_cgi_dir: bool,
+        static_root: Option<&Path>,
+        mounts: &[(String, PathBuf)],
+    ) -> io::Result<Layout> {
+        let context = |what: &str, path: &Path| {
+            let what = what.to_owned();
+            let path = path.display().to_string();
+            move |e: io::Error| io::Error::new(e.kind(), format!("{what} {path}: {e}"))
+        };
+        let canonical_cgi = match fs::canonicalize(cgi_dir) {
+            Ok(dir) => dir,
+            Err(e) if !require_cgi_dir && e.kind() == io::ErrorKind::NotFound => {
+                std::path::absolute(cgi_dir)?
+            }
+            Err(e) => return Err(context("script directory", cgi_dir)(e)),
+        };
+        let static_root = match static_root {
+            Some(root) => Some(fs::canonicalize(root).map_err(context("document root", root))?),
+            None => None,
+        };
+        let document_root = match &static_root {
+            Some(root) => root.clone(),
+            None => canonical_cgi
+                .parent()
+                .unwrap_or(&canonical_cgi)
+                .to_path_buf(),
+        };
+        let wanted = if mounts.is_empty() {
+            vec![("/cgi-bin".to_owned(), cgi_dir.to_path_buf())]
+        } else {
+            mounts.to_vec()
+        };
+        let mut found = Vec::new();
+        for (url, dir) in wanted {
+            match fs::canonicalize(&dir) {
+                Ok(dir) => found.push(Mount {
+                    url: url.trim_end_matches('/').to_owned(),
+                    dir,
+                }),
+                // Like CGIHTTPRequestHandler: a script directory that is not there
+                // simply has no scripts (most sites have no htbin/).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(context("script directory", &dir)(e)),
+            }
+        }
+        Ok(Layout {
+            cgi_dir: canonical_cgi,
+            document_root,
+            static_root,
+            mounts: found,
+        })
+    }
+
+    /// Every script directory: never served as static files.
+    pub fn script_dirs(&self) -> Vec<&Path> {
+        let mut dirs: Vec<&Path> = self.mounts.iter().map(|m| m.dir.as_path()).collect();
+        dirs.push(&self.cgi_dir);
+        dirs
+    }
+}
+
+/// What answers a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A script under a CGI mount: one process for this request.
+    Cgi(Script),
+    /// `/fcgi-bin/NAME`: a worker from NAME's pool.
+    Pooled(Script),
+    /// `/fcgi-bin/NAME` served by a FastCGI server someone else runs (`--fastcgi`).
+    External(String, Script),
+    /// A regular file under the document root.
+    File(PathBuf),
+    /// A directory named without its trailing slash: redirect to add it.
+    AddSlash,
+    Landing,
+    Status,
+}
+
+/// Everything [`Routes::decide`] looks at, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    pub layout: Layout,
+    /// `--interpreter EXT=PROGRAM`.
+    pub interpreters: Vec<(String, PathBuf)>,
+    pub try_files: Option<TryFiles>,
+    pub status_page: bool,
+    /// Names `--fastcgi` sends to external servers.
+    pub external: Vec<String>,
+    /// `--fcgi-allow`: the only names `/fcgi-bin/` may run as pools; `None`: all.
+    pub fcgi_allow: Option<Vec<String>>,
+    /// `--dotfiles`: whether paths with a segment starting with `.` are served and run.
+    pub dotfiles: Dotfiles,
+}
+
+impl Routes {
+    /// What serves `clean` (a decoded, normalized path).
+    pub fn decide(&self, clean: &str) -> Result<Target, PathError> {
+        self.decide_from(clean, true)
+    }
+
+    /// Which model a path that [`Routes::decide`] refused belongs to, for the
+    /// counters: a script mount's, `/fcgi-bin/`'s, the static files', or none.
+    pub fn owner(&self, clean: &str) -> Model {
+        if self
+            .layout
+            .mounts
+            .iter()
+            .any(|m| strip_mount(clean, &m.url).is_some())
+        {
+            Model::Cgi
+        } else if strip_mount(clean, FASTCGI_MOUNT).is_some() {
+            Model::FastCgi
+        } else if self.layout.static_root.is_some() {
+            Model::Static
+        } else {
+            Model::None
+        }
+    }
+
+    /// `first` is false for a `--try-files` fallback, which is served as it is: no
+    /// status page, no second round of the list.
+    fn decide_from(&self, clean: &str, first: bool) -> Result<Target, PathError> {
+        if let Some(script) = self.script(clean) {
+            return script;
+        }
+        if first && self.status_page && clean == STATUS_PATH {
+            return Ok(Target::Status);
+        }
+        let layout = &self.layout;
+        let scripts = layout.script_dirs();
+        let root = layout.static_root.as_deref();
+        if first && let Some(list) = &self.try_files {
+            return match list.choose(root, clean, &scripts, self.dotfiles) {
+                Tried::File(_, path) => Ok(Target::File(path)),
+                Tried::Dir(_, path) => self.directory(clean, &path),
+                Tried::Redirect(uri) => self.decide_from(&uri, false),
+                Tried::NotFound => Err(PathError::NotFound),
+            };
+        }
+        let Some(root) = root else {
+            return match clean {
+                "/" => Ok(Target::Landing),
+                _ => Err(PathError::NotFound),
+            };
+        };
+        match static_files::lookup(root, clean, &scripts, self.dotfiles)? {
+            Found::File(path) => Ok(Target::File(path)),
+            Found::Dir(path) => self.directory(clean, &path),
+        }
+    }
+
+    /// The script `clean` names, if it is under a script mount or `/fcgi-bin/`.
+    fn script(&self, clean: &str) -> Option<Result<Target, PathError>> {
+        for mount in &self.layout.mounts {
+            if let Some(rest) = strip_mount(clean, &mount.url) {
+                let script = resolve(
+                    &mount.dir,
+                    &mount.url,
+                    rest,
+                    &self.interpreters,
+                    self.dotfiles,
+                );
+                return Some(script.map(Target::Cgi));
+            }
+        }
+        let rest = strip_mount(clean, FASTCGI_MOUNT)?;
+        let name = rest.split('/').find(|s| !s.is_empty()).unwrap_or("");
+        if self.external.iter().any(|n| n == name) {
+            if let Err(e) = check_dotfiles(clean, self.dotfiles) {
+                return Some(Err(e));
+            }
+            let script = named(&self.layout.cgi_dir, FASTCGI_MOUNT, rest);
+            return Some(Ok(Target::External(name.to_owned(), script)));
+        }
+        if let Some(allow) = &self.fcgi_allow
+            && !allow.iter().any(|n| n == name)
+        {
+            return Some(Err(PathError::Forbidden(
+                "not a FastCGI program this server runs (--fcgi-allow)",
+            )));
+        }
+        let script = resolve(
+            &self.layout.cgi_dir,
+            FASTCGI_MOUNT,
+            rest,
+            &self.interpreters,
+            self.dotfiles,
+        );
+        Some(script.map(Target::Pooled))
+    }
+
+    /// A directory: add the slash first (so relative links in its page work), then
+    /// its index.html, or the landing page at `/`.
+    fn directory(&self, clean: &str, path: &Path) -> Result<Target, PathError> {
+        if !clean.ends_with('/') {
+            return Ok(Target::AddSlash);
+        }
+        let layout = &self.layout;
+        let index = match layout.static_root.as_deref() {
+            // Looked up like any file, so an index.html symlinked out of the root is
+            // refused.
+            Some(root) => match path.strip_prefix(root).ok().and_then(Path::to_str) {
+                Some(rel) => {
+                    let rel = format!("/{rel}/index.html");
+                    static_files::lookup(root, &rel, &layout.script_dirs(), self.dotfiles)
+                }
+                None => Err(PathError::NotFound),
+            },
+            None => Err(PathError::NotFound),
+        };
+        match index {
+            Ok(Found::File(index)) => Ok(Target::File(index)),
+            Ok(Found::Dir(_)) | Err(PathError::NotFound) if clean == "/" => Ok(Target::Landing),
+            Ok(Found::Dir(_)) | Err(PathError::NotFound) => {
+                Err(PathError::Forbidden("directory has no index.html"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Script {
@@ -21,142 +280,6 @@ pub struct Script {
     pub interpreter: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteError {
-    BadPath(&'static str),
-    NotFound,
-    Forbidden(&'static str),
-    /// A path segment starts with `.` and `--dotfiles allow` was not given.
-    Hidden,
-}
-
-/// `--dotfiles`: are paths with a segment starting with `.` served and run?
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Dotfiles {
-    /// Refused with 404 (`/.well-known/` excepted).
-    #[default]
-    Deny,
-    /// Served and run like any other path.
-    Allow,
-}
-
-impl fmt::Display for RouteError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RouteError::BadPath(why) => write!(f, "bad path: {why}"),
-            RouteError::NotFound => f.write_str("no such script"),
-            RouteError::Forbidden(why) => write!(f, "forbidden: {why}"),
-            RouteError::Hidden => {
-                f.write_str("not found: a path segment starts with '.' (see --dotfiles)")
-            }
-        }
-    }
-}
-
-impl std::error::Error for RouteError {}
-
-/// Percent-decodes a URL path. `%2F` and `%00` are refused: a decoded slash would change
-/// which file a path names, and a NUL cannot be part of one.
-pub fn decode_path(raw: &str) -> Result<String, RouteError> {
-    let lower = raw.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%00") || raw.contains('\0') {
-        return Err(RouteError::NotFound);
-    }
-    let bytes =
-        percent_decode(raw.as_bytes()).ok_or(RouteError::BadPath("invalid percent-encoding"))?;
-    String::from_utf8(bytes).map_err(|_| RouteError::BadPath("path is not UTF-8"))
-}
-
-/// Decodes `%XX` escapes; `None` when one is not `%` and two hex digits.
-pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' {
-            let hi = hex_value(*s.get(i + 1)?)?;
-            let lo = hex_value(*s.get(i + 2)?)?;
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    Some(out)
-}
-
-/// Strictly one hex digit (`u8::from_str_radix` would also take a sign).
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Removes `.` and `..` segments and repeated slashes (RFC 3986 §5.2.4); a path that
-/// climbs above the root is refused. Keeps a trailing slash.
-pub fn normalize(decoded: &str) -> Result<String, RouteError> {
-    if !decoded.starts_with('/') {
-        return Err(RouteError::BadPath("path does not start with /"));
-    }
-    let mut segments: Vec<&str> = Vec::new();
-    for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                segments
-                    .pop()
-                    .ok_or(RouteError::BadPath("path climbs above the root"))?;
-            }
-            s => segments.push(s),
-        }
-    }
-    let mut out = String::with_capacity(decoded.len());
-    for s in &segments {
-        out.push('/');
-        out.push_str(s);
-    }
-    let ends_dir = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
-    if out.is_empty() || (ends_dir && !segments.is_empty()) {
-        out.push('/');
-    }
-    Ok(out)
-}
-
-/// Decodes and normalizes a raw request path in one step.
-pub fn clean_path(raw: &str) -> Result<String, RouteError> {
-    normalize(&decode_path(raw)?)
-}
-
-/// Refuses a clean path with a segment starting with `.` — `.git/`, `.env`,
-/// `.htpasswd`, an editor's `.swp` — unless `policy` allows them. `/.well-known/` at
-/// the root is what RFC 8615 puts there for clients, so it stays served. Checked on
-/// the URL before any file is looked at, so the answer (404) is the same whether such
-/// a file exists or not.
-pub fn check_dotfiles(path: &str, policy: Dotfiles) -> Result<(), RouteError> {
-    if policy == Dotfiles::Allow {
-        return Ok(());
-    }
-    let hidden = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .enumerate()
-        .any(|(i, seg)| seg.starts_with('.') && !(i == 0 && seg == ".well-known"));
-    if hidden {
-        Err(RouteError::Hidden)
-    } else {
-        Ok(())
-    }
-}
-
-/// The part of `path` below `mount` (`/cgi-bin`), if `path` is under it.
-pub fn strip_mount<'a>(path: &'a str, mount: &str) -> Option<&'a str> {
-    let rest = path.strip_prefix(mount)?;
-    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
-}
-
 /// Finds the script named by `rest` (the clean path below `mount`) inside `dir`, which
 /// must be canonical. The first path segment that is a file is the script; the
 /// segments after it are PATH_INFO. Under `Dotfiles::Deny` no segment of the whole
@@ -167,7 +290,7 @@ pub fn resolve(
     rest: &str,
     interpreters: &[(String, PathBuf)],
     dotfiles: Dotfiles,
-) -> Result<Script, RouteError> {
+) -> Result<Script, PathError> {
     check_dotfiles(&format!("{mount}{rest}"), dotfiles)?;
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let mut file = dir.to_path_buf();
@@ -178,8 +301,8 @@ pub fn resolve(
     for (i, seg) in segments.iter().enumerate() {
         file.push(seg);
         let not_there = |e: io::Error| match e.kind() {
-            io::ErrorKind::PermissionDenied => RouteError::Forbidden("permission denied"),
-            _ => RouteError::NotFound,
+            io::ErrorKind::PermissionDenied => PathError::Forbidden("permission denied"),
+            _ => PathError::NotFound,
         };
         let mut meta = fs::symlink_metadata(&file).map_err(not_there)?;
         if meta.file_type().is_symlink() {
@@ -190,20 +313,20 @@ pub fn resolve(
             continue;
         }
         if !meta.is_file() {
-            return Err(RouteError::Forbidden("not a regular file"));
+            return Err(PathError::Forbidden("not a regular file"));
         }
         // Symlinks may point anywhere: only where they end up counts.
         if via_symlink {
-            let real = fs::canonicalize(&file).map_err(|_| RouteError::NotFound)?;
+            let real = fs::canonicalize(&file).map_err(|_| PathError::NotFound)?;
             if !real.starts_with(dir) {
-                return Err(RouteError::Forbidden(
+                return Err(PathError::Forbidden(
                     "resolves outside the script directory",
                 ));
             }
         }
         let interpreter = interpreter_for(seg, interpreters);
         if interpreter.is_none() && meta.permissions().mode() & 0o111 == 0 {
-            return Err(RouteError::Forbidden("script is not executable"));
+            return Err(PathError::Forbidden("script is not executable"));
         }
         let script_name = format!("{mount}/{}", segments[..=i].join("/"));
         let path_info = path_info_after(rest, i + 1);
@@ -215,7 +338,7 @@ pub fn resolve(
             interpreter,
         });
     }
-    Err(RouteError::Forbidden("a directory is not a script"))
+    Err(PathError::Forbidden("a directory is not a script"))
 }
 
 /// The script an external FastCGI server answers for: `NAME` is the first segment of
@@ -257,39 +380,6 @@ fn interpreter_for(name: &str, interpreters: &[(String, PathBuf)]) -> Option<Pat
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
-
-    #[test]
-    fn decoding() {
-        assert_eq!(decode_path("/a%20b/%7e").unwrap(), "/a b/~");
-        assert_eq!(decode_path("/a%2fb"), Err(RouteError::NotFound));
-        assert_eq!(decode_path("/a%00b"), Err(RouteError::NotFound));
-        assert!(matches!(decode_path("/a%zz"), Err(RouteError::BadPath(_))));
-        assert!(matches!(decode_path("/a%4"), Err(RouteError::BadPath(_))));
-        assert!(matches!(decode_path("/%ff"), Err(RouteError::BadPath(_))));
-        // Found by fuzzing: from_str_radix accepts a sign, so "%+f" was byte 0x0f.
-        assert!(matches!(
-            decode_path("/cgi-bin/%+f"),
-            Err(RouteError::BadPath(_))
-        ));
-        assert!(matches!(decode_path("/%-1"), Err(RouteError::BadPath(_))));
-    }
-
-    #[test]
-    fn normalizing() {
-        assert_eq!(normalize("/a/./b/../c").unwrap(), "/a/c");
-        assert_eq!(normalize("//a///b/").unwrap(), "/a/b/");
-        assert_eq!(normalize("/").unwrap(), "/");
-        assert_eq!(normalize("/a/..").unwrap(), "/");
-        assert!(normalize("/../etc/passwd").is_err());
-        assert_eq!(clean_path("/cgi-bin/%2e%2e/secret").unwrap(), "/secret");
-    }
-
-    #[test]
-    fn mounts() {
-        assert_eq!(strip_mount("/cgi-bin/env", "/cgi-bin"), Some("/env"));
-        assert_eq!(strip_mount("/cgi-bin", "/cgi-bin"), Some(""));
-        assert_eq!(strip_mount("/cgi-binx", "/cgi-bin"), None);
-    }
 
     fn tree() -> (tempfile::TempDir, PathBuf) {
         let tmp = tempfile::tempdir().unwrap();
@@ -340,11 +430,11 @@ mod tests {
     fn refusing() {
         let (_tmp, dir) = tree();
         let r = |p: &str| resolve(&dir, "/cgi-bin", p, &[], Dotfiles::Deny);
-        assert_eq!(r("/missing"), Err(RouteError::NotFound));
-        assert!(matches!(r("/plain"), Err(RouteError::Forbidden(_))));
-        assert!(matches!(r("/link-out"), Err(RouteError::Forbidden(_))));
-        assert!(matches!(r("/sub"), Err(RouteError::Forbidden(_))));
-        assert!(matches!(r(""), Err(RouteError::Forbidden(_))));
+        assert_eq!(r("/missing"), Err(PathError::NotFound));
+        assert!(matches!(r("/plain"), Err(PathError::Forbidden(_))));
+        assert!(matches!(r("/link-out"), Err(PathError::Forbidden(_))));
+        assert!(matches!(r("/sub"), Err(PathError::Forbidden(_))));
+        assert!(matches!(r(""), Err(PathError::Forbidden(_))));
         let py = [("sh".to_owned(), PathBuf::from("/bin/sh"))];
         fs::write(dir.join("t.sh"), "echo").unwrap();
         let s = resolve(&dir, "/cgi-bin", "/t.sh", &py, Dotfiles::Deny).unwrap();
@@ -361,7 +451,7 @@ mod tests {
             "/a/b/.x/c",
             "/cgi-bin/.well-known",
         ] {
-            assert_eq!(deny(hidden), Err(RouteError::Hidden), "{hidden}");
+            assert_eq!(deny(hidden), Err(PathError::Hidden), "{hidden}");
             assert_eq!(check_dotfiles(hidden, Dotfiles::Allow), Ok(()), "{hidden}");
         }
         for shown in [
@@ -373,15 +463,15 @@ mod tests {
         ] {
             assert_eq!(deny(shown), Ok(()), "{shown}");
         }
-        assert_eq!(deny("/.well-known/.x"), Err(RouteError::Hidden));
+        assert_eq!(deny("/.well-known/.x"), Err(PathError::Hidden));
 
         let (_tmp, dir) = tree();
         fs::write(dir.join(".hidden"), "#!/bin/sh\n").unwrap();
         fs::set_permissions(dir.join(".hidden"), fs::Permissions::from_mode(0o755)).unwrap();
         let r = |p: &str, d| resolve(&dir, "/cgi-bin", p, &[], d);
-        assert_eq!(r("/.hidden", Dotfiles::Deny), Err(RouteError::Hidden));
-        assert_eq!(r("/.missing", Dotfiles::Deny), Err(RouteError::Hidden));
-        assert_eq!(r("/env/.x", Dotfiles::Deny), Err(RouteError::Hidden));
+        assert_eq!(r("/.hidden", Dotfiles::Deny), Err(PathError::Hidden));
+        assert_eq!(r("/.missing", Dotfiles::Deny), Err(PathError::Hidden));
+        assert_eq!(r("/env/.x", Dotfiles::Deny), Err(PathError::Hidden));
         assert!(r("/.hidden", Dotfiles::Allow).is_ok());
         assert_eq!(r("/env/.x", Dotfiles::Allow).unwrap().path_info, "/.x");
     }

@@ -1,110 +1,74 @@
-//! One server: its shared state, the bounded pool of connection threads (the reactor
-//! in `reactor.rs` feeds them), and shutdown.
-//!
-//! A connection only takes a thread once a whole request head has arrived, so slow or
-//! idle clients cannot use up the pool; after a response the thread waits a moment
-//! for the next request on the same connection before handing it back.
+//! One server: what it is built from, its event loops (each accepts connections and
+//! serves them, every wait in the loop), the connection budget, and shutdown.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-use nix::sys::eventfd::{EfdFlags, EventFd};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 
-use crate::cgi::process::Registry;
+use crate::cgi::Cgi;
 use crate::config::Config;
-use crate::dispatch;
+use crate::dispatch::{self, Dispatch};
+use crate::event_loop;
+use crate::fastcgi::FastCgi;
 use crate::fastcgi::external::{Address, External};
-use crate::fastcgi::pool::Pools;
+use crate::fastcgi::pool::{Pools, SWEEP_EVERY};
 use crate::gateway::env::{DEFAULT_PATH, MetaVars, Site};
-use crate::http::conn::Conn;
-use crate::http::head;
-use crate::http::response;
+use crate::http::conn::{Conn, Live};
+use crate::http::connection::{self, Stopping};
+use crate::http::exchange;
+use crate::http::head::Version;
+use crate::http::response::{self, error_page};
+use crate::http::send::SendLimits;
 use crate::limits::Enforcer;
 use crate::logger::Logger;
-use crate::reactor::Reactor;
-use crate::site::Layout;
-use crate::status::Stats;
+use crate::process::Registry;
+use crate::route::{Layout, Routes};
+use crate::site::Pages;
+use crate::stats::Stats;
 
-/// How long a connection thread waits for the next request before parking the
-/// connection in the reactor.
-const KEEP_ALIVE_LINGER: Duration = Duration::from_millis(5);
+/// How long a closing connection is drained so the client reads our answer, not a reset.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// After the grace period and the kill, how long the loops get to wind down.
+const KILL_WAIT: Duration = Duration::from_secs(2);
 
-/// State every connection thread shares.
+/// What the whole server shares: its parts, its budgets and whether it is stopping.
 pub struct Shared {
     pub config: Config,
-    /// The canonical script directory.
-    pub cgi_dir: PathBuf,
-    pub site: Site,
     pub log: Arc<Logger>,
-    pub slots: Slots,
+    pub stats: Arc<Stats>,
     pub children: Arc<Registry>,
     pub pools: Arc<Pools>,
-    pub external: HashMap<String, External>,
     pub limits: Arc<Enforcer>,
-    /// Script mounts, static root and document root, canonical.
-    pub layout: Layout,
-    /// Request counters and running scripts, for `/server-status`.
-    pub stats: Stats,
-    stopping: AtomicBool,
-    next_id: AtomicU64,
-    pub(crate) live: Arc<AtomicUsize>,
+    /// Open client connections (`--max-connections`).
+    pub connections: Arc<AtomicUsize>,
+    dispatch: Dispatch,
+    http: exchange::Settings,
+    stop: watch::Sender<bool>,
+    /// Tells the loops to end once in-flight work is done or given up on.
+    exit: watch::Sender<bool>,
+    stopped: (Mutex<bool>, Condvar),
 }
 
 impl Shared {
     pub fn stopping(&self) -> bool {
-        self.stopping.load(Ordering::Relaxed)
+        *self.stop.borrow()
     }
 
-    pub fn next_request_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
-    }
-}
-
-/// A counting semaphore for running scripts.
-pub struct Slots {
-    free: Mutex<usize>,
-    freed: Condvar,
-}
-
-pub struct Slot<'a>(&'a Slots);
-
-impl Slots {
-    pub fn new(n: usize) -> Slots {
-        Slots {
-            free: Mutex::new(n),
-            freed: Condvar::new(),
-        }
-    }
-
-    /// Takes a slot, waiting up to `wait` for one to free up.
-    pub fn acquire(&self, wait: Duration) -> Option<Slot<'_>> {
-        let until = Instant::now() + wait;
-        let mut free = self.free.lock().ok()?;
-        while *free == 0 {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            free = self.freed.wait_timeout(free, left).ok()?.0;
-        }
-        *free -= 1;
-        Some(Slot(self))
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut free) = self.0.free.lock() {
-            *free += 1;
-        }
-        self.0.freed.notify_one();
+    /// What `/server-status` would show now.
+    pub fn status_snapshot(&self) -> crate::status::Snapshot {
+        crate::status::snapshot(crate::status::Sources {
+            stats: self.stats.clone(),
+            pools: self.pools.status(),
+            workers_alive: self.pools.total(),
+            script_groups: self.children.count(),
+        })
     }
 }
 
@@ -112,40 +76,46 @@ impl Drop for Slot<'_> {
 #[derive(Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
-    wake: Arc<EventFd>,
 }
 
 impl Handle {
     pub fn shutdown(&self) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        let _ = self.wake.write(1);
+        self.shared.stop.send_replace(true);
+        let (flag, cv) = &self.shared.stopped;
+        if let Ok(mut f) = flag.lock() {
+            *f = true;
+        }
+        cv.notify_all();
     }
 }
 
 pub struct Server {
     shared: Arc<Shared>,
-    listener: TcpListener,
-    wake: Arc<EventFd>,
+    listener: std::net::TcpListener,
 }
 
 impl Server {
     /// Binds the listening socket and checks the configuration.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let layout = Layout::resolve(&config)?;
-        let cgi_dir = layout.cgi_dir.clone();
-        let document_root = layout.document_root.clone();
+        let layout = Layout::resolve(
+            &config.cgi_dir,
+            config.require_cgi_dir,
+            config.document_root.as_deref(),
+            &config.script_mounts,
+        )?;
         let log = Arc::new(Logger::open(&config.error_log, config.access_log.as_ref())?);
         crate::sys::cloexec_inherited();
-        let listener = TcpListener::bind(config.listen)?;
+        let listener = std::net::TcpListener::bind(config.listen)?;
         listener.set_nonblocking(true)?;
         let site = Site {
             server_software: response::server_header(),
-            document_root,
+            document_root: layout.document_root.clone(),
             extra: config.env.clone(),
             pass_authorization: config.pass_authorization,
         };
         let children = Arc::new(Registry::default());
         let limits = Enforcer::new(config.limits.clone(), &log);
+        let stats = Arc::new(Stats::default());
         let pools = Pools::new(
             config.workers.clone(),
             worker_env(&config.env),
@@ -153,38 +123,100 @@ impl Server {
             children.clone(),
             limits.clone(),
         )?;
-        let mut external: HashMap<String, Vec<Address>> = HashMap::new();
-        for (name, addr) in &config.fastcgi {
-            external.entry(name.clone()).or_default().push(addr.clone());
+        // `--fastcgi NAME=ADDR` repeated for one name: its backends, taken in turn.
+        let mut external: Vec<External> = Vec::new();
+        for (name, _) in &config.fastcgi {
+            if external.iter().any(|e| e.name() == name) {
+                continue;
+            }
+            let addrs: Vec<Address> = config
+                .fastcgi
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, a)| a.clone())
+                .collect();
+            external.push(External::new(name.clone(), addrs));
         }
-        let external = external
-            .into_iter()
-            .map(|(name, addrs)| (name.clone(), External::new(name, addrs)))
-            .collect();
-        let shared = Arc::new(Shared {
-            slots: Slots::new(config.max_procs.max(1)),
-            pools,
-            external,
-            limits,
-            config,
-            cgi_dir,
+        let routes = Routes {
+            layout: layout.clone(),
+            interpreters: config.interpreters.clone(),
+            try_files: config.try_files.clone(),
+            status_page: config.status_page,
+            external: external.iter().map(|e| e.name().to_owned()).collect(),
+            fcgi_allow: (!config.fcgi_allow.is_empty()).then(|| config.fcgi_allow.clone()),
+            dotfiles: config.dotfiles,
+        };
+        let cgi = Cgi {
+            site: site.clone(),
+            spawn: config.spawn,
+            limits: limits.clone(),
+            children: children.clone(),
+            log: log.clone(),
+            stats: stats.clone(),
+            slots: Arc::new(Semaphore::new(config.max_procs.max(1))),
+            max_procs: config.max_procs.max(1),
+            slot_wait: config.proc_wait,
+        };
+        let fastcgi = FastCgi {
             site,
-            log,
-            children,
+            pools: pools.clone(),
+            external,
+            log: log.clone(),
+            stats: stats.clone(),
+        };
+        let pages = Pages {
             layout,
-            stats: Stats::default(),
-            stopping: AtomicBool::new(false),
-            next_id: AtomicU64::new(0),
-            live: Arc::new(AtomicUsize::new(0)),
+            interpreters: config.interpreters.clone(),
+            status_page: config.status_page,
+            status_allow: config.status_allow.clone(),
+            stats: stats.clone(),
+            pools: pools.clone(),
+            children: children.clone(),
+        };
+        let limits_per_request = dispatch::Limits {
+            timeout: config.timeout,
+            max_body: config.max_body,
+            max_header: config.max_header,
+            spool_memory: config.spool_memory,
+            max_spill: config.max_spill,
+            max_output: config.limits.output,
+            server_timing: config.server_timing,
+        };
+        let dispatch = Dispatch::new(
+            routes,
+            cgi,
+            fastcgi,
+            pages,
+            limits_per_request,
+            log.clone(),
+            stats.clone(),
+        );
+        let http = exchange::Settings {
+            max_header: config.max_header,
+            head_timeout: config.head_timeout,
+            keepalive_timeout: config.keepalive_timeout,
+            body_timeout: config.body_timeout,
+            send: SendLimits {
+                idle: config.send_timeout,
+                min_rate: config.min_send_rate,
+            },
+            linger: CLOSE_LINGER,
+        };
+        let shared = Arc::new(Shared {
+            log,
+            stats,
+            children,
+            pools,
+            limits,
+            connections: Arc::new(AtomicUsize::new(0)),
+            dispatch,
+            http,
+            stop: watch::channel(false).0,
+            exit: watch::channel(false).0,
+            stopped: (Mutex::new(false), Condvar::new()),
+            config,
         });
-        let wake = Arc::new(EventFd::from_flags(
-            EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
-        )?);
-        Ok(Server {
-            shared,
-            listener,
-            wake,
-        })
+        Ok(Server { shared, listener })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -194,38 +226,24 @@ impl Server {
     pub fn handle(&self) -> Handle {
         Handle {
             shared: self.shared.clone(),
-            wake: self.wake.clone(),
         }
     }
 
     /// Serves until [`Handle::shutdown`], then finishes in-flight requests within the
     /// grace period and kills every script still running.
     pub fn run(self) -> io::Result<()> {
-        let shared = self.shared.clone();
-        let (jobs, rx) = crossbeam_channel::bounded::<Conn>(shared.config.threads * 4);
-        let reactor = Arc::new(Reactor::new(
-            self.listener,
-            self.wake,
-            jobs,
-            shared.clone(),
-        )?);
-        let mut workers = Vec::new();
-        for i in 0..shared.config.threads.max(1) {
-            let (shared, reactor, rx) = (shared.clone(), reactor.clone(), rx.clone());
-            workers.push(
-                std::thread::Builder::new()
-                    .name(format!("conn-{i}"))
-                    .spawn(move || worker(&shared, &reactor, &rx))?,
-            );
+        let shared = self.shared;
+        let mut loops = Vec::new();
+        for index in 0..shared.config.loops.max(1) {
+            let listener = self.listener.try_clone()?;
+            let shared = shared.clone();
+            loops.push(event_loop::start(index, move || {
+                serve_loop(index, listener, shared)
+            })?);
         }
-        drop(rx);
-        let events = reactor.clone();
-        let reactor_thread = std::thread::Builder::new()
-            .name("reactor".into())
-            .spawn(move || events.run())?;
-        let _ = reactor_thread.join();
-        drop(reactor);
-        finish_workers(&shared, workers);
+        drop(self.listener);
+        wait_for_stop(&shared);
+        finish(&shared, loops);
         Ok(())
     }
 
@@ -244,6 +262,156 @@ impl Server {
     }
 }
 
+/// One event loop: accepts connections and serves each in a task of its own; loop 0
+/// also keeps the worker pools swept.
+async fn serve_loop(index: usize, listener: std::net::TcpListener, shared: Arc<Shared>) {
+    let mut exit = shared.exit.subscribe();
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            shared.log.log(&format!("loop {index}: cannot listen: {e}"));
+            return;
+        }
+    };
+    if index == 0 {
+        let pools = shared.pools.clone();
+        tokio::task::spawn_local(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !pools.stopping() {
+                tick.tick().await;
+                pools.sweep().await;
+            }
+        });
+    }
+    let mut spare = std::fs::File::open("/dev/null").ok();
+    let mut stop = shared.stop.subscribe();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match accepted {
+            Ok((stream, _)) => admit(stream, &shared),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                out_of_descriptors(&listener, &mut spare, &e, &shared).await;
+            }
+            // ECONNABORTED and friends concern one client, not the listener.
+            Err(e) => shared.log.log(&format!("accept: {e}")),
+        }
+    }
+    drop(listener);
+    let _ = exit.wait_for(|e| *e).await;
+}
+
+/// Takes a new connection, or answers 503 when `--max-connections` are open.
+fn admit(stream: tokio::net::TcpStream, shared: &Arc<Shared>) {
+    let max = shared.config.max_connections;
+    let Some(live) = Live::admit(&shared.connections, max) else {
+        let peer = stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        shared.log.log(&format!(
+            "[{peer}] 503 {max} connections open (--max-connections {max}); closing"
+        ));
+        let page = error_page(503, None, false, Version::Http11);
+        let _ = stream.try_write(&page);
+        shared.stats.finished(crate::stats::Model::None, 503);
+        return;
+    };
+    let conn = match Conn::new(stream, Some(live)) {
+        Ok(c) => c,
+        Err(e) => {
+            shared.log.log(&format!("accept: {e}"));
+            return;
+        }
+    };
+    let shared = shared.clone();
+    tokio::task::spawn_local(async move {
+        let stop: Stopping = shared.stop.subscribe();
+        connection::serve(conn, &shared.dispatch, &shared.http, stop).await;
+    });
+}
+
+/// Frees the spare descriptor to accept one connection, tells it 503 and closes it,
+/// so clients get an answer instead of waiting in the backlog.
+async fn out_of_descriptors(
+    listener: &TcpListener,
+    spare: &mut Option<std::fs::File>,
+    e: &io::Error,
+    shared: &Shared,
+) {
+    shared.log.log(&format!(
+        "accept: {e}; answering 503 until descriptors free up"
+    ));
+    spare.take();
+    // SAFETY: accept4 on our listening socket with null address pointers.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        )
+    };
+    if fd >= 0 {
+        let page = error_page(503, None, false, Version::Http11);
+        // SAFETY: a descriptor accept4 just gave us; sent to and closed at once.
+        unsafe {
+            libc::send(fd, page.as_ptr().cast(), page.len(), libc::MSG_NOSIGNAL);
+            libc::close(fd);
+        }
+    }
+    *spare = std::fs::File::open("/dev/null").ok();
+    if spare.is_none() {
+        // Still no descriptor: let the backlog hold clients for a moment.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn wait_for_stop(shared: &Shared) {
+    let (flag, cv) = &shared.stopped;
+    let Ok(mut stopped) = flag.lock() else {
+        return;
+    };
+    while !*stopped {
+        stopped = match cv.wait(stopped) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+    }
+}
+
+/// Lets connections finish their requests, up to the grace period, then kills what is
+/// left (workers, then scripts) and ends the loops.
+fn finish(shared: &Shared, loops: Vec<JoinHandle<()>>) {
+    let busy = || shared.connections.load(Ordering::Relaxed) > 0;
+    let until = Instant::now() + shared.config.shutdown_grace;
+    while Instant::now() < until && busy() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    shared.pools.shutdown();
+    if shared.children.count() > 0 {
+        shared.log.log(&format!(
+            "shutdown: killing {} scripts still running",
+            shared.children.count()
+        ));
+    }
+    shared.children.signal_all(libc::SIGKILL);
+    let until = Instant::now() + KILL_WAIT;
+    while Instant::now() < until && busy() {
+        shared.children.signal_all(libc::SIGKILL);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    shared.exit.send_replace(true);
+    for l in loops {
+        let _ = l.join();
+    }
+    shared.pools.remove_sockets();
+    shared.limits.remove_cgroups();
+}
+
 /// A worker's process environment: what a script gets minus the per-request
 /// variables (those come in PARAMS), and php-cgi kept from forking its own children.
 fn worker_env(extra: &[(String, Vec<u8>)]) -> MetaVars {
@@ -260,35 +428,6 @@ fn worker_env(extra: &[(String, Vec<u8>)]) -> MetaVars {
         env.push(("PHP_FCGI_MAX_REQUESTS".into(), b"0".to_vec()));
     }
     env
-}
-
-/// Waits for connection threads to finish their requests, up to the grace period,
-/// then kills whatever scripts remain so the threads can return.
-fn finish_workers(shared: &Shared, workers: Vec<JoinHandle<()>>) {
-    let until = Instant::now() + shared.config.shutdown_grace;
-    while Instant::now() < until && !workers.iter().all(|w| w.is_finished()) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    shared.pools.shutdown();
-    if shared.children.count() > 0 {
-        shared.log.log(&format!(
-            "shutdown: killing {} scripts still running",
-            shared.children.count()
-        ));
-    }
-    shared.children.signal_all(libc::SIGKILL);
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until && !workers.iter().all(|w| w.is_finished()) {
-        shared.children.signal_all(libc::SIGKILL);
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    for w in workers {
-        if w.is_finished() {
-            let _ = w.join();
-        }
-    }
-    shared.pools.remove_sockets();
-    shared.limits.remove_cgroups();
 }
 
 /// A server running on a background thread; stops and joins on drop.
@@ -318,54 +457,5 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop_and_join();
-    }
-}
-
-fn worker(shared: &Shared, reactor: &Reactor, rx: &Receiver<Conn>) {
-    while let Ok(conn) = rx.recv() {
-        serve_connection(shared, reactor, conn, rx);
-    }
-}
-
-/// Answers requests on one connection while they come quickly; otherwise parks it.
-fn serve_connection(shared: &Shared, reactor: &Reactor, mut conn: Conn, rx: &Receiver<Conn>) {
-    let mut lingered = false;
-    loop {
-        match head::parse(conn.pending(), shared.config.max_header) {
-            Ok(Some((req, n))) => {
-                conn.consume(n);
-                conn.head_started = None;
-                lingered = false;
-                dispatch::serve(shared, &mut conn, req);
-                conn.served += 1;
-                if !conn.reusable || shared.stopping() {
-                    reactor.close(conn);
-                    return;
-                }
-            }
-            Ok(None) => {
-                if conn.eof {
-                    return;
-                }
-                if !conn.pending().is_empty() && conn.head_started.is_none() {
-                    conn.head_started = Some(Instant::now());
-                }
-                if lingered || !rx.is_empty() || !conn.wait_readable(KEEP_ALIVE_LINGER) {
-                    reactor.park(conn);
-                    return;
-                }
-                lingered = conn.pending().is_empty();
-                match conn.fill() {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
-                }
-            }
-            Err(e) => {
-                dispatch::reject_head(shared, &mut conn, e);
-                reactor.close(conn);
-                return;
-            }
-        }
     }
 }

@@ -1,305 +1,250 @@
-//! What the server answers itself once no script mount took a request —
-//! `/server-status`, `--try-files`, static files from the document root with their
-//! directory index and trailing-slash redirect, and the landing page at `/` — and the
-//! directory layout all of it works on, resolved once at start.
+//! What the server answers itself: static files (sent with sendfile(2), so a large
+//! file never sits in memory), the trailing-slash redirect, the landing page at `/`
+//! and `/server-status`. Pages that read the filesystem or /proc are built in the
+//! loop's small blocking pool, not in the loop.
 
-use std::fs;
-use std::io;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
-use crate::config::Config;
 use crate::error::Error;
+use crate::fastcgi::pool::Pools;
 use crate::html::encode_path;
-use crate::http::conn::Conn;
+use crate::http::conn::SendError;
+use crate::http::exchange::Exchange;
 use crate::http::head::Request;
 use crate::landing;
-use crate::route::RouteError;
-use crate::server::Shared;
-use crate::static_files::{self, Found, Sent, StaticError};
-use crate::status::{self, Model};
-use crate::try_files::Tried;
+use crate::net::{self, IpNet};
+use crate::paths::PathError;
+use crate::process::Registry;
+use crate::route::Layout;
+use crate::static_files::{self, StaticError, Validators};
+use crate::stats::Stats;
+use crate::status;
 
-/// A URL prefix whose files run as CGI scripts.
-#[derive(Debug, Clone)]
-pub struct Mount {
-    /// `/cgi-bin`: starts with `/`, no trailing slash.
-    pub url: String,
-    /// Canonical.
-    pub dir: PathBuf,
-}
+/// Files up to this size go out in the same write as the head: one syscall, one packet.
+const INLINE_MAX: u64 = 64 * 1024;
 
-/// The directories the server works on, made canonical at start.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    /// The main script directory (`/fcgi-bin/` and, by default, `/cgi-bin/`). Not
-    /// canonical only when it is missing and was merely implied by `--root`.
-    pub cgi_dir: PathBuf,
-    /// DOCUMENT_ROOT for scripts.
-    pub document_root: PathBuf,
-    /// Where static files come from, if anywhere.
-    pub static_root: Option<PathBuf>,
-    /// Script mounts whose directories exist, in the order they are matched.
-    pub mounts: Vec<Mount>,
-}
-
-impl Layout {
-    pub fn resolve(config: &Config) -> io::Result<Layout> {
-        let context = |what: &str, path: &Path| {
-            let what = what.to_owned();
-            let path = path.display().to_string();
-            move |e: io::Error| io::Error::new(e.kind(), format!("{what} {path}: {e}"))
-        };
-        let cgi_dir = match fs::canonicalize(&config.cgi_dir) {
-            Ok(dir) => dir,
-            Err(e) if !config.require_cgi_dir && e.kind() == io::ErrorKind::NotFound => {
-                std::path::absolute(&config.cgi_dir)?
-            }
-            Err(e) => return Err(context("script directory", &config.cgi_dir)(e)),
-        };
-        let static_root = match &config.document_root {
-            Some(root) => Some(fs::canonicalize(root).map_err(context("document root", root))?),
-            None => None,
-        };
-        let document_root = match &static_root {
-            Some(root) => root.clone(),
-            None => cgi_dir.parent().unwrap_or(&cgi_dir).to_path_buf(),
-        };
-        let wanted = if config.script_mounts.is_empty() {
-            vec![("/cgi-bin".to_owned(), config.cgi_dir.clone())]
-        } else {
-            config.script_mounts.clone()
-        };
-        let mut mounts = Vec::new();
-        for (url, dir) in wanted {
-            match fs::canonicalize(&dir) {
-                Ok(dir) => mounts.push(Mount {
-                    url: url.trim_end_matches('/').to_owned(),
-                    dir,
-                }),
-                // Like CGIHTTPRequestHandler: a script directory that is not there
-                // simply has no scripts (most sites have no htbin/).
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(context("script directory", &dir)(e)),
-            }
-        }
-        Ok(Layout {
-            cgi_dir,
-            document_root,
-            static_root,
-            mounts,
-        })
-    }
-
-    /// Every script directory: never served as static files.
-    pub fn script_dirs(&self) -> Vec<&Path> {
-        let mut dirs: Vec<&Path> = self.mounts.iter().map(|m| m.dir.as_path()).collect();
-        dirs.push(&self.cgi_dir);
-        dirs
-    }
-}
-
-/// How [`answer`] dealt with a request.
+/// What went out for one answer of ours.
 #[derive(Debug)]
-pub enum Answer {
-    Sent {
-        status: u16,
-        bytes: u64,
-        model: Model,
-    },
-    /// `--try-files` fell back to this clean path: route it to a script, keeping the
-    /// request (and so its REQUEST_URI) as it came.
-    Script(String),
-}
-
-/// Answers `clean` (the request's decoded, normalized path) from the server itself.
-/// `first` is false when this is already a `--try-files` fallback, which is served as
-/// it is, without the status page or another round of the list.
-pub fn answer(
-    shared: &Shared,
-    conn: &mut Conn,
-    req: &Request,
-    clean: &str,
-    tag: &str,
-    first: bool,
-) -> Result<Answer, Error> {
-    let config = &shared.config;
-    if first && config.status_page && clean == "/server-status" {
-        return server_status(shared, conn, req);
-    }
-    let layout = &shared.layout;
-    let scripts = layout.script_dirs();
-    let root = layout.static_root.as_deref();
-    if first && let Some(list) = &config.try_files {
-        return match list.choose(root, clean, &scripts, config.dotfiles) {
-            Tried::File(_, path) => file(shared, conn, req, &path, tag),
-            Tried::Dir(_, path) => directory(shared, conn, req, clean, &path, tag),
-            Tried::Redirect(uri) => Ok(Answer::Script(uri)),
-            Tried::NotFound => Err(RouteError::NotFound.into()),
-        };
-    }
-    let Some(root) = root else {
-        return match clean {
-            "/" => landing(shared, conn, req),
-            _ => Err(RouteError::NotFound.into()),
-        };
-    };
-    match static_files::lookup(root, clean, &scripts, config.dotfiles)? {
-        Found::File(path) => file(shared, conn, req, &path, tag),
-        Found::Dir(path) => directory(shared, conn, req, clean, &path, tag),
-    }
+pub struct Sent {
+    pub status: u16,
+    pub bytes: u64,
+    /// The body was cut short after the head went out (logged by the caller).
+    pub error: Option<SendError>,
 }
 
 /// Files and the server's pages answer GET and HEAD only.
-fn check_method(req: &Request) -> Result<(), Error> {
+pub fn check_method(req: &Request) -> Result<(), Error> {
     match req.method.as_str() {
         "GET" | "HEAD" => Ok(()),
         m => Err(StaticError::MethodNotAllowed(m.to_owned()).into()),
     }
 }
 
-fn sent(s: Sent, model: Model) -> Answer {
-    Answer::Sent {
-        status: s.status,
-        bytes: s.bytes,
-        model,
-    }
-}
-
-fn file(
-    shared: &Shared,
-    conn: &mut Conn,
-    req: &Request,
-    path: &Path,
-    tag: &str,
-) -> Result<Answer, Error> {
+/// Answers a GET or HEAD for the regular file at `path`.
+pub async fn file(ex: &mut Exchange<'_>, req: &Request, path: &Path) -> Result<Sent, Error> {
     check_method(req)?;
-    let s = static_files::serve_file(conn, req, path)?;
-    if let Some(e) = &s.error {
-        shared.log.log(&format!("{tag} response cut off: {e}"));
+    let file = File::open(path).map_err(|e| Error::Path(static_files::not_there(e)))?;
+    // Validators from the open file, so they describe exactly what we send.
+    let meta = file.metadata().map_err(Error::Internal)?;
+    let v = Validators::new(meta.len(), meta.modified().unwrap_or(UNIX_EPOCH));
+    let plan = static_files::plan(req, path, &v)?;
+    let length = (plan.status != 304).then_some(plan.count);
+    let mut out = ex.head(
+        plan.status,
+        crate::http::response::reason(plan.status),
+        &plan.headers,
+        length,
+    );
+    if ex.bodyless() || plan.count == 0 {
+        return send_whole(ex, plan.status, &out, 0).await;
     }
-    Ok(sent(s, Model::Static))
-}
-
-/// A directory: redirect to add the slash (so relative links in its page work), then
-/// its index.html, or the landing page at `/`.
-fn directory(
-    shared: &Shared,
-    conn: &mut Conn,
-    req: &Request,
-    clean: &str,
-    path: &Path,
-    tag: &str,
-) -> Result<Answer, Error> {
-    check_method(req)?;
-    if !clean.ends_with('/') {
-        let (_, query) = req.path_and_query();
-        let mut location = format!("{}/", encode_path(clean));
-        if let Some(q) = query {
-            location.push('?');
-            location.push_str(q);
+    if plan.count <= INLINE_MAX {
+        let at = out.len();
+        out.resize(at + plan.count as usize, 0);
+        file.read_exact_at(&mut out[at..], plan.start)
+            .map_err(Error::Internal)?;
+        return send_whole(ex, plan.status, &out, plan.count).await;
+    }
+    if let Err(e) = ex.send(&out).await {
+        return Err(client_error(e));
+    }
+    let error = match ex.send_file(&file, plan.start, plan.count).await {
+        Ok(()) => None,
+        Err((_, e)) => {
+            // The length is announced, so the client can tell the body is short.
+            ex.broken();
+            Some(e)
         }
-        let body = format!("Moved to {location}\n");
-        let headers = [
-            ("Location".to_owned(), location.into_bytes()),
-            (
-                "Content-Type".to_owned(),
-                b"text/plain; charset=utf-8".to_vec(),
-            ),
-        ];
-        let s = static_files::send_memory(conn, req, 301, &headers, body.as_bytes())?;
-        return Ok(sent(s, Model::Builtin));
-    }
-    let layout = &shared.layout;
-    let index = match layout.static_root.as_deref() {
-        // Looked up like any file, so an index.html symlinked out of the root is refused.
-        Some(root) => match path.strip_prefix(root).ok().and_then(Path::to_str) {
-            Some(rel) => {
-                let rel = format!("/{rel}/index.html");
-                static_files::lookup(root, &rel, &layout.script_dirs(), shared.config.dotfiles)
-            }
-            None => Err(RouteError::NotFound),
-        },
-        None => Err(RouteError::NotFound),
     };
-    match index {
-        Ok(Found::File(index)) => file(shared, conn, req, &index, tag),
-        Ok(Found::Dir(_)) | Err(RouteError::NotFound) if clean == "/" => landing(shared, conn, req),
-        Ok(Found::Dir(_)) | Err(RouteError::NotFound) => {
-            Err(RouteError::Forbidden("directory has no index.html").into())
-        }
-        Err(e) => Err(e.into()),
+    Ok(Sent {
+        status: plan.status,
+        bytes: ex.body_counts().0,
+        error,
+    })
+}
+
+/// A head and body already in one buffer.
+async fn send_whole(
+    ex: &mut Exchange<'_>,
+    status: u16,
+    out: &[u8],
+    body: u64,
+) -> Result<Sent, Error> {
+    ex.send(out).await.map_err(client_error)?;
+    Ok(Sent {
+        status,
+        bytes: body,
+        error: None,
+    })
+}
+
+fn client_error(e: SendError) -> Error {
+    match e {
+        SendError::Stalled(s) => Error::SendStalled(s),
+        SendError::Gone(e) => Error::ClientGone(e.to_string()),
     }
 }
 
-fn no_store_page(
-    conn: &mut Conn,
-    req: &Request,
+/// Sends an answer whose body is already in memory.
+pub async fn send_memory(
+    ex: &mut Exchange<'_>,
+    status: u16,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+) -> Result<Sent, Error> {
+    let reason = crate::http::response::reason(status);
+    let mut out = ex.head(status, reason, headers, Some(body.len() as u64));
+    let sent = if ex.bodyless() {
+        0
+    } else {
+        out.extend_from_slice(body);
+        body.len() as u64
+    };
+    send_whole(ex, status, &out, sent).await
+}
+
+/// A directory asked for without its slash: redirect to add it, so relative links in
+/// its page work.
+pub async fn add_slash(ex: &mut Exchange<'_>, req: &Request, clean: &str) -> Result<Sent, Error> {
+    check_method(req)?;
+    let (_, query) = req.path_and_query();
+    let mut location = format!("{}/", encode_path(clean));
+    if let Some(q) = query {
+        location.push('?');
+        location.push_str(q);
+    }
+    let body = format!("Moved to {location}\n");
+    let headers = [
+        ("Location".to_owned(), location.into_bytes()),
+        (
+            "Content-Type".to_owned(),
+            b"text/plain; charset=utf-8".to_vec(),
+        ),
+    ];
+    send_memory(ex, 301, &headers, body.as_bytes()).await
+}
+
+/// The server's own pages, and what they are made from.
+pub struct Pages {
+    pub layout: Layout,
+    pub interpreters: Vec<(String, PathBuf)>,
+    pub status_page: bool,
+    pub status_allow: Vec<IpNet>,
+    pub stats: Arc<Stats>,
+    pub pools: Arc<Pools>,
+    pub children: Arc<Registry>,
+}
+
+impl Pages {
+    pub async fn landing(&self, ex: &mut Exchange<'_>, req: &Request) -> Result<Sent, Error> {
+        check_method(req)?;
+        let layout = self.layout.clone();
+        let interpreters = self.interpreters.clone();
+        let status_page = self.status_page;
+        let show_paths = net::is_loopback(ex.ends().remote.ip());
+        let page = off_loop(move || {
+            let mut sections: Vec<landing::Section> = layout
+                .mounts
+                .iter()
+                .map(|m| landing::Section {
+                    mount: m.url.clone(),
+                    dir: m.dir.clone(),
+                    fastcgi: m.dir == layout.cgi_dir,
+                    entries: landing::scan(&m.dir, &interpreters),
+                })
+                .collect();
+            if !sections.iter().any(|s| s.fastcgi) {
+                sections.push(landing::Section {
+                    mount: crate::route::FASTCGI_MOUNT.into(),
+                    dir: layout.cgi_dir.clone(),
+                    fastcgi: false,
+                    entries: landing::scan(&layout.cgi_dir, &interpreters),
+                });
+            }
+            let version = crate::http::response::server_header();
+            landing::render(
+                &sections,
+                &landing::Context {
+                    version: &version,
+                    static_root: layout.static_root.as_deref(),
+                    status_page,
+                    show_paths,
+                },
+            )
+        })
+        .await?;
+        no_store_page(ex, "text/html; charset=utf-8", page.as_bytes()).await
+    }
+
+    pub async fn status(&self, ex: &mut Exchange<'_>, req: &Request) -> Result<Sent, Error> {
+        check_method(req)?;
+        if !net::allowed(ex.ends().remote.ip(), &self.status_allow) {
+            return Err(PathError::Forbidden(
+                "server status is for loopback clients (see --status-allow)",
+            )
+            .into());
+        }
+        let (_, query) = req.path_and_query();
+        let json =
+            query.is_some_and(|q| q.split('&').any(|p| p == "json" || p.starts_with("json=")));
+        let sources = status::Sources {
+            stats: self.stats.clone(),
+            pools: self.pools.status(),
+            workers_alive: self.pools.total(),
+            script_groups: self.children.count(),
+        };
+        let snap = off_loop(move || status::snapshot(sources)).await?;
+        if json {
+            no_store_page(ex, "application/json", &status::json(&snap)).await
+        } else {
+            let page = status::html(&snap);
+            no_store_page(ex, "text/html; charset=utf-8", page.as_bytes()).await
+        }
+    }
+}
+
+/// Runs `work` (file system walks, /proc reads) in the loop's small blocking pool.
+async fn off_loop<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(std::io::Error::other(e.to_string())))
+}
+
+async fn no_store_page(
+    ex: &mut Exchange<'_>,
     content_type: &str,
     body: &[u8],
-) -> Result<Answer, Error> {
+) -> Result<Sent, Error> {
     let headers = [
         ("Content-Type".to_owned(), content_type.as_bytes().to_vec()),
         // Both pages describe the server now; a cached copy would mislead.
         ("Cache-Control".to_owned(), b"no-store".to_vec()),
     ];
-    let s = static_files::send_memory(conn, req, 200, &headers, body)?;
-    Ok(sent(s, Model::Builtin))
-}
-
-fn landing(shared: &Shared, conn: &mut Conn, req: &Request) -> Result<Answer, Error> {
-    check_method(req)?;
-    let layout = &shared.layout;
-    let interpreters = &shared.config.interpreters;
-    let mut sections: Vec<landing::Section> = layout
-        .mounts
-        .iter()
-        .map(|m| landing::Section {
-            mount: m.url.clone(),
-            dir: m.dir.clone(),
-            fastcgi: m.dir == layout.cgi_dir,
-            entries: landing::scan(&m.dir, interpreters),
-        })
-        .collect();
-    if !sections.iter().any(|s| s.fastcgi) {
-        sections.push(landing::Section {
-            mount: "/fcgi-bin".into(),
-            dir: layout.cgi_dir.clone(),
-            fastcgi: false,
-            entries: landing::scan(&layout.cgi_dir, interpreters),
-        });
-    }
-    let version = crate::http::response::server_header();
-    let page = landing::render(
-        &sections,
-        &landing::Context {
-            version: &version,
-            static_root: layout.static_root.as_deref(),
-            status_page: shared.config.status_page,
-            show_paths: status::is_loopback(conn.ends.remote.ip()),
-        },
-    );
-    no_store_page(conn, req, "text/html; charset=utf-8", page.as_bytes())
-}
-
-fn server_status(shared: &Shared, conn: &mut Conn, req: &Request) -> Result<Answer, Error> {
-    check_method(req)?;
-    if !status::allowed(conn.ends.remote.ip(), &shared.config.status_allow) {
-        return Err(RouteError::Forbidden(
-            "server status is for loopback clients (see --status-allow)",
-        )
-        .into());
-    }
-    let snap = status::snapshot(shared);
-    let (_, query) = req.path_and_query();
-    let json = query.is_some_and(|q| q.split('&').any(|p| p == "json" || p.starts_with("json=")));
-    if json {
-        no_store_page(conn, req, "application/json", &status::json(&snap))
-    } else {
-        no_store_page(
-            conn,
-            req,
-            "text/html; charset=utf-8",
-            status::html(&snap).as_bytes(),
-        )
-    }
+    send_memory(ex, 200, &headers, body).await
 }

@@ -1,26 +1,16 @@
 //! Static files under the document root: the safe lookup (no path outside the root,
 //! nothing from inside a script directory), Content-Type by extension, validators
-//! (Last-Modified, a weak ETag) and conditional requests, single byte ranges, HEAD, and
-//! the body itself, sent with sendfile(2) so a large file never sits in memory.
+//! (Last-Modified, a weak ETag) and conditional requests, single byte ranges: what to
+//! send, decided without I/O on the client (the sending is `site`'s).
 
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::Error;
-use crate::http::conn::Conn;
 use crate::http::head::Request;
-use crate::http::response::{self, BodyFraming, Head};
-use crate::route::{self, Dotfiles, RouteError};
-
-/// Files up to this size go out in the same write as the head: one syscall, one packet.
-const INLINE_MAX: u64 = 64 * 1024;
-/// Largest count passed to one sendfile(2) call.
-const SENDFILE_CHUNK: u64 = 1 << 30;
+use crate::paths::{self, Dotfiles, PathError};
 
 /// Why a static request is refused, beyond not-found and forbidden.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,8 +56,8 @@ pub fn lookup(
     clean: &str,
     scripts: &[&Path],
     dotfiles: Dotfiles,
-) -> Result<Found, RouteError> {
-    route::check_dotfiles(clean, dotfiles)?;
+) -> Result<Found, PathError> {
+    paths::check_dotfiles(clean, dotfiles)?;
     let mut path = root.to_path_buf();
     let mut via_symlink = false;
     let mut meta: Option<fs::Metadata> = None;
@@ -76,7 +66,7 @@ pub fn lookup(
             && !m.is_dir()
         {
             // `/file.txt/more`: a file is not a directory (ENOTDIR), so not found.
-            return Err(RouteError::NotFound);
+            return Err(PathError::NotFound);
         }
         path.push(seg);
         let mut m = fs::symlink_metadata(&path).map_err(not_there)?;
@@ -91,27 +81,28 @@ pub fn lookup(
     if via_symlink {
         path = fs::canonicalize(&path).map_err(not_there)?;
         if !path.starts_with(root) {
-            return Err(RouteError::Forbidden("resolves outside the document root"));
+            return Err(PathError::Forbidden("resolves outside the document root"));
         }
     }
     if scripts.iter().any(|dir| path.starts_with(dir)) {
-        return Err(RouteError::Forbidden("inside a script directory"));
+        return Err(PathError::Forbidden("inside a script directory"));
     }
     match meta {
         None => Ok(Found::Dir(path)),
         Some(m) if m.is_dir() => Ok(Found::Dir(path)),
         // `/file.txt/` names a directory, which a file is not (as open(2) says, ENOTDIR).
-        Some(_) if clean.ends_with('/') => Err(RouteError::NotFound),
+        Some(_) if clean.ends_with('/') => Err(PathError::NotFound),
         // A FIFO or device would block or never end; only regular files are served.
         Some(m) if m.is_file() => Ok(Found::File(path)),
-        Some(_) => Err(RouteError::Forbidden("not a regular file")),
+        Some(_) => Err(PathError::Forbidden("not a regular file")),
     }
 }
 
-fn not_there(e: io::Error) -> RouteError {
+/// A failed lookup, as a path error.
+pub fn not_there(e: io::Error) -> PathError {
     match e.kind() {
-        io::ErrorKind::PermissionDenied => RouteError::Forbidden("permission denied"),
-        _ => RouteError::NotFound,
+        io::ErrorKind::PermissionDenied => PathError::Forbidden("permission denied"),
+        _ => PathError::NotFound,
     }
 }
 
@@ -278,27 +269,22 @@ pub fn parse_range(value: &str, len: u64) -> Span {
     }
 }
 
-/// What went out for one static response.
-#[derive(Debug)]
-pub struct Sent {
+/// How to answer a GET or HEAD for a file, decided from the request and the open
+/// file's validators alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// 200, 206 or 304.
     pub status: u16,
-    pub bytes: u64,
-    /// The body was cut short after the head went out (logged by the caller).
-    pub error: Option<String>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The bytes of the file to send (none for 304 and HEAD).
+    pub start: u64,
+    pub count: u64,
 }
 
-/// Answers a GET or HEAD for the regular file at `path`.
-pub fn serve_file(conn: &mut Conn, req: &Request, path: &Path) -> Result<Sent, Error> {
-    let file = File::open(path).map_err(|e| Error::Route(not_there(e)))?;
-    // Validators from the open file, so they describe exactly what we send.
-    let meta = file.metadata().map_err(Error::Internal)?;
-    let v = Validators::new(meta.len(), meta.modified().unwrap_or(UNIX_EPOCH));
-    if precondition_failed(
-        req.header("if-match"),
-        req.header("if-unmodified-since"),
-        &v,
-    ) {
-        return Err(StaticError::PreconditionFailed.into());
+/// Validators, conditional requests and ranges (RFC 9110 §13, §14) for one file.
+pub fn plan(req: &Request, path: &Path, v: &Validators) -> Result<Plan, StaticError> {
+    if precondition_failed(req.header("if-match"), req.header("if-unmodified-since"), v) {
+        return Err(StaticError::PreconditionFailed);
     }
     let mut headers = vec![
         ("Last-Modified".to_owned(), v.last_modified().into_bytes()),
@@ -307,15 +293,20 @@ pub fn serve_file(conn: &mut Conn, req: &Request, path: &Path) -> Result<Sent, E
     if not_modified(
         req.header("if-none-match"),
         req.header("if-modified-since"),
-        &v,
+        v,
     ) {
-        return send_head_only(conn, req, 304, &headers, None);
+        return Ok(Plan {
+            status: 304,
+            headers,
+            start: 0,
+            count: 0,
+        });
     }
     headers.push(("Content-Type".to_owned(), content_type(path).into_bytes()));
     headers.push(("Accept-Ranges".to_owned(), b"bytes".to_vec()));
     // RFC 9110 §14.2: Range is defined for GET only.
     let wanted = if req.method == "GET" {
-        span(req.header("range"), req.header("if-range"), &v)
+        span(req.header("range"), req.header("if-range"), v)
     } else {
         Span::Full
     };
@@ -326,180 +317,14 @@ pub fn serve_file(conn: &mut Conn, req: &Request, path: &Path) -> Result<Sent, E
             headers.push(("Content-Range".to_owned(), range.into_bytes()));
             (206, a, b - a + 1)
         }
-        Span::Unsatisfiable => return Err(StaticError::RangeNotSatisfiable(v.len).into()),
+        Span::Unsatisfiable => return Err(StaticError::RangeNotSatisfiable(v.len)),
     };
-    if req.is_head() {
-        return send_head_only(conn, req, status, &headers, Some(count));
-    }
-    let mut out = head_bytes(conn, req, status, &headers, Some(count));
-    if count <= INLINE_MAX {
-        let at = out.len();
-        out.resize(at + count as usize, 0);
-        file.read_exact_at(&mut out[at..], start)
-            .map_err(Error::Internal)?;
-        conn.write_all(&out)
-            .map_err(|e| Error::ClientGone(e.to_string()))?;
-        return Ok(Sent {
-            status,
-            bytes: count,
-            error: None,
-        });
-    }
-    conn.write_all(&out)
-        .map_err(|e| Error::ClientGone(e.to_string()))?;
-    let (bytes, error) = match send_range(conn, &file, start, count) {
-        Ok(()) => (count, None),
-        Err((sent, e)) => {
-            // The length is announced, so the client can tell the body is short.
-            conn.reusable = false;
-            (sent, Some(e.to_string()))
-        }
-    };
-    Ok(Sent {
+    Ok(Plan {
         status,
-        bytes,
-        error,
+        headers,
+        start,
+        count,
     })
-}
-
-/// Sends a response whose body is already in memory (the server's own pages).
-pub fn send_memory(
-    conn: &mut Conn,
-    req: &Request,
-    status: u16,
-    headers: &[(String, Vec<u8>)],
-    body: &[u8],
-) -> Result<Sent, Error> {
-    let len = body.len() as u64;
-    if req.is_head() {
-        return send_head_only(conn, req, status, headers, Some(len));
-    }
-    let mut out = head_bytes(conn, req, status, headers, Some(len));
-    out.extend_from_slice(body);
-    conn.write_all(&out)
-        .map_err(|e| Error::ClientGone(e.to_string()))?;
-    Ok(Sent {
-        status,
-        bytes: len,
-        error: None,
-    })
-}
-
-/// The head for a response with a body of `len` bytes (or none for 304).
-fn head_bytes(
-    conn: &mut Conn,
-    req: &Request,
-    status: u16,
-    headers: &[(String, Vec<u8>)],
-    len: Option<u64>,
-) -> Vec<u8> {
-    if conn.body_unread {
-        // A body sent with a GET is not read; the connection cannot carry another request.
-        conn.reusable = false;
-    }
-    let framing = BodyFraming::choose(req, status, len);
-    let mut out = Vec::with_capacity(512);
-    response::write_head(
-        &mut out,
-        &Head {
-            status,
-            reason: response::reason(status),
-            headers,
-            framing,
-            announce_length: len.filter(|_| status != 304),
-            keep_alive: conn.reusable,
-            version: req.version,
-        },
-    );
-    out
-}
-
-fn send_head_only(
-    conn: &mut Conn,
-    req: &Request,
-    status: u16,
-    headers: &[(String, Vec<u8>)],
-    len: Option<u64>,
-) -> Result<Sent, Error> {
-    let out = head_bytes(conn, req, status, headers, len);
-    conn.write_all(&out)
-        .map_err(|e| Error::ClientGone(e.to_string()))?;
-    Ok(Sent {
-        status,
-        bytes: 0,
-        error: None,
-    })
-}
-
-/// Sends `count` bytes of `file` from `start` to the client: sendfile(2) from the page
-/// cache straight to the socket, or a fixed-buffer copy where the kernel refuses.
-/// On failure, says how much went out.
-fn send_range(
-    conn: &mut Conn,
-    file: &File,
-    start: u64,
-    count: u64,
-) -> Result<(), (u64, io::Error)> {
-    let mut sent = 0;
-    while sent < count {
-        let mut offset = (start + sent) as libc::off_t;
-        let chunk = (count - sent).min(SENDFILE_CHUNK) as usize;
-        // SAFETY: both descriptors stay open for the call and `offset` is a live local;
-        // the socket is blocking with SO_SNDTIMEO, so a stalled client ends in EAGAIN.
-        let n = unsafe { libc::sendfile(conn.fd(), file.as_raw_fd(), &mut offset, chunk) };
-        if n > 0 {
-            sent += n as u64;
-            continue;
-        }
-        if n == 0 {
-            return Err((
-                sent,
-                io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while sent"),
-            ));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EINTR) => {}
-            Some(libc::EINVAL | libc::ENOSYS) if sent == 0 => {
-                return copy_range(conn, file, start, count);
-            }
-            Some(libc::EAGAIN) => {
-                return Err((
-                    sent,
-                    io::Error::new(io::ErrorKind::TimedOut, "client stopped reading"),
-                ));
-            }
-            _ => return Err((sent, e)),
-        }
-    }
-    Ok(())
-}
-
-fn copy_range(
-    conn: &mut Conn,
-    file: &File,
-    start: u64,
-    count: u64,
-) -> Result<(), (u64, io::Error)> {
-    let mut buf = vec![0u8; INLINE_MAX as usize];
-    let mut sent = 0;
-    while sent < count {
-        let want = (count - sent).min(buf.len() as u64) as usize;
-        let n = match file.read_at(&mut buf[..want], start + sent) {
-            Ok(0) => {
-                return Err((
-                    sent,
-                    io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while sent"),
-                ));
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err((sent, e)),
-        };
-        conn.write_all(&buf[..n]).map_err(|e| (sent, e))?;
-        sent += n as u64;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -661,20 +486,20 @@ mod tests {
         assert!(matches!(l("/docs/"), Ok(Found::Dir(_))));
         assert!(matches!(l("/"), Ok(Found::Dir(p)) if p == root));
         assert!(matches!(l("/in"), Ok(Found::File(p)) if p == root.join("docs/a.txt")));
-        assert_eq!(l("/missing").unwrap_err(), RouteError::NotFound);
-        assert_eq!(l("/docs/a.txt/x").unwrap_err(), RouteError::NotFound);
-        assert_eq!(l("/docs/a.txt/").unwrap_err(), RouteError::NotFound);
+        assert_eq!(l("/missing").unwrap_err(), PathError::NotFound);
+        assert_eq!(l("/docs/a.txt/x").unwrap_err(), PathError::NotFound);
+        assert_eq!(l("/docs/a.txt/").unwrap_err(), PathError::NotFound);
         assert!(matches!(l("/docs"), Ok(Found::Dir(_))));
-        assert!(matches!(l("/out"), Err(RouteError::Forbidden(_))));
+        assert!(matches!(l("/out"), Err(PathError::Forbidden(_))));
         assert!(matches!(
             l("/updir/outside.txt"),
-            Err(RouteError::Forbidden(_))
+            Err(PathError::Forbidden(_))
         ));
-        assert!(matches!(l("/cgi-bin/app"), Err(RouteError::Forbidden(_))));
-        assert!(matches!(l("/app-src"), Err(RouteError::Forbidden(_))));
+        assert!(matches!(l("/cgi-bin/app"), Err(PathError::Forbidden(_))));
+        assert!(matches!(l("/app-src"), Err(PathError::Forbidden(_))));
         fs::write(root.join(".env"), "KEY=1").unwrap();
-        assert_eq!(l("/.env").unwrap_err(), RouteError::Hidden);
-        assert_eq!(l("/.nothing").unwrap_err(), RouteError::Hidden);
+        assert_eq!(l("/.env").unwrap_err(), PathError::Hidden);
+        assert_eq!(l("/.nothing").unwrap_err(), PathError::Hidden);
         assert!(matches!(
             lookup(&root, "/.env", &scripts, Dotfiles::Allow),
             Ok(Found::File(_))

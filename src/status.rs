@@ -1,284 +1,17 @@
 //! Live server status, as Apache's mod_status shows it: request counters by model and
 //! status, the scripts running now, worker pools, spawn rate and what the whole process
-//! tree costs in memory — rendered as HTML or JSON for `/server-status`. Also who may
-//! read it (loopback, plus `--status-allow`).
+//! tree costs in memory — rendered as HTML or JSON for `/server-status`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt::{self, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::fastcgi::pool::PoolStatus;
 use crate::html::escape;
 use crate::proctree::{self, Proc};
-use crate::server::Shared;
-
-/// Which part of the server answered a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Model {
-    /// Refused before any route took it (bad head, bad path, nothing there).
-    #[default]
-    None,
-    /// A process per request under a script mount.
-    Cgi,
-    /// A pooled or external FastCGI worker under `/fcgi-bin/`.
-    FastCgi,
-    /// A file from the document root.
-    Static,
-    /// The server's own pages: landing page, status, directory redirects.
-    Builtin,
-}
-
-const MODELS: [Model; 5] = [
-    Model::None,
-    Model::Cgi,
-    Model::FastCgi,
-    Model::Static,
-    Model::Builtin,
-];
-/// Statuses 0..=599 each have a counter; anything else counts as 0.
-const STATUSES: usize = 600;
-const WINDOW_SECS: u64 = 60;
-
-impl Model {
-    pub fn name(self) -> &'static str {
-        match self {
-            Model::None => "none",
-            Model::Cgi => "cgi",
-            Model::FastCgi => "fastcgi",
-            Model::Static => "static",
-            Model::Builtin => "builtin",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// A request running a script right now.
-#[derive(Debug, Clone)]
-struct Running {
-    model: Model,
-    method: String,
-    /// The target's path: never its query, which may carry tokens or passwords.
-    path: String,
-    script: String,
-    client: SocketAddr,
-    started: Instant,
-    /// The script's process, or the worker serving it, once known.
-    pid: Option<i32>,
-}
-
-/// Counters and the in-flight table every connection thread updates. Counting a
-/// request is one relaxed atomic add; only script starts and ends take a lock.
-pub struct Stats {
-    started: Instant,
-    started_at: SystemTime,
-    /// `MODELS.len() * STATUSES` counters, by model then status.
-    counts: Vec<AtomicU64>,
-    cgi_spawns: AtomicU64,
-    /// CGI spawns per second over the last minute: (second since start, count).
-    recent_spawns: Mutex<VecDeque<(u64, u64)>>,
-    inflight: Mutex<HashMap<u64, Running>>,
-}
-
-impl Default for Stats {
-    fn default() -> Self {
-        Stats::new()
-    }
-}
-
-/// Takes a script out of the in-flight table when its request ends, however it ends.
-pub struct InFlight<'a> {
-    stats: &'a Stats,
-    id: u64,
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        lock(&self.stats.inflight).remove(&self.id);
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Stats {
-    pub fn new() -> Stats {
-        Stats {
-            started: Instant::now(),
-            started_at: SystemTime::now(),
-            counts: (0..MODELS.len() * STATUSES)
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            cgi_spawns: AtomicU64::new(0),
-            recent_spawns: Mutex::new(VecDeque::new()),
-            inflight: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Counts one answered request.
-    pub fn finished(&self, model: Model, status: u16) {
-        let status = usize::from(status);
-        let status = if status < STATUSES { status } else { 0 };
-        self.counts[model.index() * STATUSES + status].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts one CGI process started.
-    pub fn spawned(&self) {
-        self.cgi_spawns.fetch_add(1, Ordering::Relaxed);
-        let now = self.started.elapsed().as_secs();
-        let mut recent = lock(&self.recent_spawns);
-        match recent.back_mut() {
-            Some((sec, n)) if *sec == now => *n += 1,
-            _ => recent.push_back((now, 1)),
-        }
-        while recent
-            .front()
-            .is_some_and(|(sec, _)| sec + WINDOW_SECS <= now)
-        {
-            recent.pop_front();
-        }
-    }
-
-    /// Lists a script as running until the returned guard drops.
-    pub fn running(
-        &self,
-        id: u64,
-        model: Model,
-        req: &crate::http::head::Request,
-        script: &crate::route::Script,
-        client: SocketAddr,
-    ) -> InFlight<'_> {
-        lock(&self.inflight).insert(
-            id,
-            Running {
-                model,
-                method: req.method.clone(),
-                path: req.path_and_query().0.to_owned(),
-                script: script.script_name.clone(),
-                client,
-                started: Instant::now(),
-                pid: None,
-            },
-        );
-        InFlight { stats: self, id }
-    }
-
-    /// Records which process serves in-flight request `id`.
-    pub fn set_pid(&self, id: u64, pid: i32) {
-        if let Some(r) = lock(&self.inflight).get_mut(&id) {
-            r.pid = Some(pid);
-        }
-    }
-
-    /// Requests answered so far, by model and status.
-    pub fn counts(&self) -> BTreeMap<&'static str, BTreeMap<u16, u64>> {
-        let mut out = BTreeMap::new();
-        for model in MODELS {
-            let by_status: BTreeMap<u16, u64> = (0..STATUSES)
-                .filter_map(|s| {
-                    let n = self.counts[model.index() * STATUSES + s].load(Ordering::Relaxed);
-                    (n > 0).then_some((s as u16, n))
-                })
-                .collect();
-            if !by_status.is_empty() {
-                out.insert(model.name(), by_status);
-            }
-        }
-        out
-    }
-
-    fn spawns_last_minute(&self) -> u64 {
-        let now = self.started.elapsed().as_secs();
-        lock(&self.recent_spawns)
-            .iter()
-            .filter(|(sec, _)| sec + WINDOW_SECS > now)
-            .map(|(_, n)| n)
-            .sum()
-    }
-}
-
-/// An address or a CIDR block allowed to read the status page.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl FromStr for IpNet {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP address or CIDR block"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|&p| p <= max)
-                .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
-        };
-        Ok(IpNet { addr, prefix })
-    }
-}
-
-impl fmt::Display for IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl IpNet {
-    /// Compared in IPv6's space, where IPv4 is `::ffff:0:0/96` (RFC 4291 §2.5.5.2):
-    /// an IPv4 client on a dual-stack socket is `::ffff:a.b.c.d`, and `10.0.0.0/8`,
-    /// `::ffff:10.0.0.0/104` and `::/0` must each match it as they match `10.1.2.3`.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let (net, prefix) = match self.addr {
-            IpAddr::V4(v4) => (v4.to_ipv6_mapped(), u32::from(self.prefix) + 96),
-            IpAddr::V6(v6) => (v6, u32::from(self.prefix)),
-        };
-        let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
-        u128::from(net) & mask == u128::from(v6_space(ip)) & mask
-    }
-}
-
-fn v6_space(ip: IpAddr) -> Ipv6Addr {
-    match ip {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
-        IpAddr::V6(v6) => v6,
-    }
-}
-
-/// Is this client on this machine (`127.0.0.0/8`, `::1`, or `::ffff:127.x.y.z`)?
-/// Behind a reverse proxy on the same host every client looks like this.
-pub fn is_loopback(client: IpAddr) -> bool {
-    match client {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
-        IpAddr::V4(v4) => v4.is_loopback(),
-    }
-}
-
-/// May `client` read the status page? Loopback always; others only when allowed.
-pub fn allowed(client: IpAddr, allow: &[IpNet]) -> bool {
-    is_loopback(client) || allow.iter().any(|net| net.contains(client))
-}
+use crate::stats::{Model, Stats};
 
 /// Everything the status page shows, as one value (the JSON is this, serialized).
 #[derive(Debug, Serialize)]
@@ -364,20 +97,26 @@ pub struct Memory {
     pub tree: Vec<Proc>,
 }
 
-/// Reads everything the page shows, now.
-pub fn snapshot(shared: &Shared) -> Snapshot {
-    let stats = &shared.stats;
-    let uptime = stats.started.elapsed();
+/// What the page is made from, besides /proc.
+pub struct Sources {
+    pub stats: std::sync::Arc<Stats>,
+    pub pools: Vec<PoolStatus>,
+    /// Worker processes in all pools (`--workers-total` bounds it).
+    pub workers_alive: usize,
+    /// Process groups of scripts and workers not yet reaped.
+    pub script_groups: usize,
+}
+
+/// Reads everything the page shows, now. Walks /proc, so it runs off the event loop.
+pub fn snapshot(src: Sources) -> Snapshot {
+    let stats = &src.stats;
+    let uptime = stats.uptime();
     let me = std::process::id();
     let tree = proctree::tree(me as i32);
     let by_model = stats.counts();
     let total = by_model.values().flat_map(|m| m.values()).sum();
-    let mut running: Vec<(u64, Running)> = lock(&stats.inflight)
-        .iter()
-        .map(|(id, r)| (*id, r.clone()))
-        .collect();
-    running.sort_by_key(|(_, r)| r.started);
-    let running = running
+    let running = stats
+        .running_now()
         .into_iter()
         .map(|(id, r)| RunningView {
             id,
@@ -390,9 +129,8 @@ pub fn snapshot(shared: &Shared) -> Snapshot {
             client: r.client.to_string(),
         })
         .collect();
-    let pools: Vec<PoolView> = shared
+    let pools: Vec<PoolView> = src
         .pools
-        .status()
         .into_iter()
         .map(|p| PoolView {
             idle: p.workers.iter().filter(|w| !w.busy).count(),
@@ -416,16 +154,16 @@ pub fn snapshot(shared: &Shared) -> Snapshot {
             last_failure: p.last_failure,
         })
         .collect();
-    let cgi_total = stats.cgi_spawns.load(Ordering::Relaxed);
+    let cgi_total = stats.cgi_spawns();
     let workers_total: u64 = pools.iter().map(|p| p.spawned).sum();
     let cgi_last_minute = stats.spawns_last_minute();
-    let window = uptime.as_secs_f64().clamp(1.0, WINDOW_SECS as f64);
+    let window = uptime.as_secs_f64().clamp(1.0, Stats::WINDOW_SECS as f64);
     let secs = uptime.as_secs_f64().max(1e-3);
     let pss: Vec<u64> = tree.iter().filter_map(|p| p.pss_kib).collect();
     Snapshot {
         server: crate::http::response::server_header(),
         pid: me,
-        started: httpdate::fmt_http_date(stats.started_at),
+        started: httpdate::fmt_http_date(stats.started_at()),
         uptime_secs: (uptime.as_secs_f64() * 1000.0).round() / 1000.0,
         requests: Requests { total, by_model },
         running,
@@ -441,7 +179,7 @@ pub fn snapshot(shared: &Shared) -> Snapshot {
             processes: tree.len(),
             rss_kib: tree.iter().map(|p| p.rss_kib).sum(),
             pss_kib: (!pss.is_empty()).then(|| pss.iter().sum()),
-            script_groups: shared.children.count(),
+            script_groups: src.script_groups,
             tree,
         },
     }
@@ -585,90 +323,4 @@ pub fn html(snap: &Snapshot) -> String {
     }
     h.push_str("</table>\n</body></html>\n");
     h
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn allow_list() {
-        let nets: Vec<IpNet> = ["10.1.0.0/16", "192.0.2.7", "2001:db8::/32"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(allowed(ip("127.0.0.1"), &[]));
-        assert!(allowed(ip("127.9.9.9"), &[]));
-        assert!(allowed(ip("::1"), &[]));
-        assert!(allowed(ip("::ffff:127.0.0.1"), &[]));
-        assert!(!allowed(ip("10.1.2.3"), &[]));
-        assert!(allowed(ip("10.1.2.3"), &nets));
-        assert!(allowed(ip("::ffff:10.1.2.3"), &nets));
-        assert!(!allowed(ip("10.2.0.1"), &nets));
-        assert!(allowed(ip("192.0.2.7"), &nets));
-        assert!(!allowed(ip("192.0.2.8"), &nets));
-        assert!(allowed(ip("2001:db8:1::5"), &nets));
-        assert!(!allowed(ip("2001:db9::5"), &nets));
-        let all: IpNet = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(ip("203.0.113.1")));
-        assert!(!all.contains(ip("2001:db8::1")));
-    }
-
-    #[test]
-    fn v4_mapped_peers_and_nets() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let net = |s: &str| s.parse::<IpNet>().unwrap();
-        // A v4 network written either way matches a v4 client seen either way.
-        for n in [
-            "10.1.0.0/16",
-            "::ffff:10.1.0.0/112",
-            "::ffff:0:0/96",
-            "::/0",
-        ] {
-            for client in ["10.1.2.3", "::ffff:10.1.2.3"] {
-                assert!(net(n).contains(ip(client)), "{n} should hold {client}");
-                assert!(allowed(ip(client), &[net(n)]), "{n}, {client}");
-            }
-        }
-        assert!(!net("::ffff:10.1.0.0/112").contains(ip("10.2.0.1")));
-        assert!(!net("::ffff:0:0/96").contains(ip("2001:db8::1")));
-        assert!(
-            !net("10.0.0.0/8").contains(ip("::a01:203")),
-            "v4-compatible is not v4"
-        );
-        assert!(is_loopback(ip("::ffff:127.0.0.1")));
-        assert!(is_loopback(ip("::1")));
-        assert!(!is_loopback(ip("::ffff:10.0.0.1")));
-        assert!(!allowed(ip("::ffff:10.0.0.1"), &[]));
-    }
-
-    #[test]
-    fn parsing_nets() {
-        assert_eq!(
-            "10.0.0.0/8".parse::<IpNet>().unwrap().to_string(),
-            "10.0.0.0/8"
-        );
-        assert_eq!("::1".parse::<IpNet>().unwrap().to_string(), "::1/128");
-        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
-        assert!("nonsense".parse::<IpNet>().is_err());
-        assert!("10.0.0.0/x".parse::<IpNet>().is_err());
-    }
-
-    #[test]
-    fn counting() {
-        let s = Stats::new();
-        s.finished(Model::Cgi, 200);
-        s.finished(Model::Cgi, 200);
-        s.finished(Model::Static, 304);
-        s.finished(Model::None, 999);
-        let c = s.counts();
-        assert_eq!(c["cgi"][&200], 2);
-        assert_eq!(c["static"][&304], 1);
-        assert_eq!(c["none"][&0], 1);
-        assert!(!c.contains_key("fastcgi"));
-        s.spawned();
-        s.spawned();
-        assert_eq!(s.spawns_last_minute(), 2);
-    }
 }

@@ -162,3 +162,12 @@ pub fn cloexec_inherited() {
         }
     }
 }
+
+/// `sendfile(2)`: up to `count` bytes of `input` from `offset` to the socket `out`.
+pub fn sendfile(out: RawFd, input: RawFd, offset: u64, count: usize) -> io::Result<usize> {
+    let mut off = offset as libc::off_t;
+    retry_interrupted(|| {
+        // SAFETY: both descriptors are open for the call and `off` is a live local.
+        unsafe { libc::sendfile(out, input, &mut off, count) }
+    })
+}

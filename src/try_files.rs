@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::route::{self, Dotfiles};
+use crate::paths::{self, Dotfiles};
 use crate::static_files::{self, Found};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,12 +81,12 @@ impl TryFiles {
         scripts: &[&Path],
         dotfiles: Dotfiles,
     ) -> Tried {
-        if route::check_dotfiles(uri, dotfiles).is_err() {
+        if paths::check_dotfiles(uri, dotfiles).is_err() {
             return Tried::NotFound;
         }
         if let Some(root) = root {
             for entry in &self.candidates {
-                let Ok(clean) = route::normalize(&expand(entry, uri)) else {
+                let Ok(clean) = paths::normalize(&expand(entry, uri)) else {
                     continue;
                 };
                 // As in nginx, the entry as written (not the path put into it) says
@@ -102,7 +102,7 @@ impl TryFiles {
         }
         match &self.fallback {
             Fallback::NotFound => Tried::NotFound,
-            Fallback::Uri(u) => match route::normalize(&expand(u, uri)) {
+            Fallback::Uri(u) => match paths::normalize(&expand(u, uri)) {
                 Ok(clean) => Tried::Redirect(clean),
                 Err(_) => Tried::NotFound,
             },

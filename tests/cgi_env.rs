@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use cgi_testbed::cgi::spawn::SpawnMode;
+use cgi_testbed::spawn::SpawnMode;
 use common::*;
 
 /// Prints facts about its own process as NAME=value lines.

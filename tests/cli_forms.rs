@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use cgi_testbed::cli::{Args, Command as Sub};
+use cgi_testbed::paths::Dotfiles;
 use cgi_testbed::report::ladder::Language;
-use cgi_testbed::route::Dotfiles;
 use clap::Parser;
 
 fn parse(args: &[&str]) -> Result<Args, clap::Error> {

@@ -204,10 +204,14 @@ fn a_cgi_script_under_fcgi_bin_is_a_clear_502_without_a_respawn_storm() {
     let r = s.get("/fcgi-bin/hello");
     assert_eq!(r.status, 502);
     assert!(r.text().contains("CGI script"), "{}", r.text());
+    // During the back-off a request is told at once to come back later (RFC 9110
+    // §15.6.4), rather than wait or start the program again.
     for _ in 0..10 {
         let r = s.get("/fcgi-bin/hello");
-        assert_eq!(r.status, 502);
+        assert_eq!(r.status, 503);
         assert!(r.text().contains("not restarting"), "{}", r.text());
+        let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=30).contains(&after), "{after}");
     }
     let pools = s.running.as_ref().unwrap().shared().pools.status();
     let hello = pools.iter().find(|p| p.name == "/fcgi-bin/hello").unwrap();

@@ -336,8 +336,8 @@ fn half_sent_head_gets_408_then_close() {
 
 #[test]
 fn slow_clients_do_not_hold_up_others() {
-    // One connection thread only: if slow heads held threads, nobody else would be served.
-    let s = TestServer::with(&[("hello", HELLO_SCRIPT)], |c| c.threads = 1);
+    // One event loop only: if slow heads held it, nobody else would be served.
+    let s = TestServer::with(&[("hello", HELLO_SCRIPT)], |c| c.loops = 1);
     let mut slow: Vec<Client> = (0..20).map(|_| s.client()).collect();
     for c in &mut slow {
         c.send(b"GET /cgi-bin/hello HTTP/1.1\r\n");

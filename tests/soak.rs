@@ -220,8 +220,6 @@ fn start_server(dir: &std::path::Path) -> (std::process::Child, std::net::Socket
         .args([
             "--listen",
             "127.0.0.1:0",
-            "--threads",
-            "96",
             "--max-procs",
             "96",
             // Long enough that a loaded 2-core machine does not turn slow answers

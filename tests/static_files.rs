@@ -477,7 +477,7 @@ fn dot_segments_are_not_served_or_run_by_default() {
 #[test]
 fn dotfiles_allow_serves_and_runs_them() {
     let s = site_server(&[("app", APP_SCRIPT)], |c| {
-        c.dotfiles = cgi_testbed::route::Dotfiles::Allow;
+        c.dotfiles = cgi_testbed::paths::Dotfiles::Allow;
     });
     with_dotfiles(&s);
     assert_eq!(s.get("/.env").text(), "DB_PASSWORD=hunter2\n");

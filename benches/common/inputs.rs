@@ -6,9 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use cgi_testbed::fastcgi::record::{self, FCGI_RESPONDER, RecordType};
-use cgi_testbed::gateway::env::{self, Endpoints, MetaVars, Site};
+use cgi_testbed::gateway::env::{self, MetaVars, Site};
 use cgi_testbed::gateway::response::{self, CgiResponse};
 use cgi_testbed::http::head::{self, Request};
+use cgi_testbed::net::Endpoints;
 use cgi_testbed::route::Script;
 
 /// What a browser sends for a script with PATH_INFO and a query (~520 bytes, 11 headers).

@@ -8,9 +8,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use cgi_testbed::cgi::process::{Child, Registry};
-use cgi_testbed::cgi::spawn::{self, Command, Input, SpawnMode};
 use cgi_testbed::gateway::env::MetaVars;
+use cgi_testbed::process::{Child, Registry};
+use cgi_testbed::spawn::{self, Command, Input, SpawnMode};
 
 use super::inputs;
 

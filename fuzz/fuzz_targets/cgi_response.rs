@@ -89,7 +89,7 @@ fn check_response(resp: &CgiResponse) {
     for (name, value) in &resp.headers {
         assert!(!name.is_empty());
         assert!(
-            name.bytes().all(response::is_token),
+            name.bytes().all(cgi_testbed::http::head::is_token),
             "header name {name:?} is not a token"
         );
         assert!(

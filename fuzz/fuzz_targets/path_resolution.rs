@@ -1,4 +1,4 @@
-//! URL path -> script: `route::clean_path`, `route::strip_mount(.., "/cgi-bin")` and
+//! URL path -> script: `paths::clean_path`, `paths::strip_mount(.., "/cgi-bin")` and
 //! `route::resolve`, the way the server chains them.
 //!
 //! A fixed tree is built once per process under
@@ -36,7 +36,8 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cgi_testbed::route::{self, Dotfiles, RouteError};
+use cgi_testbed::paths::{self, Dotfiles, PathError};
+use cgi_testbed::route;
 use libfuzzer_sys::fuzz_target;
 
 struct Tree {
@@ -105,7 +106,7 @@ fuzz_target!(|data: &[u8]| {
     // As the server does: the query is not part of the path.
     let path = raw.split_once('?').map_or(raw, |(p, _)| p);
 
-    let clean = match route::clean_path(path) {
+    let clean = match paths::clean_path(path) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.to_string();
@@ -123,7 +124,7 @@ fuzz_target!(|data: &[u8]| {
         );
     }
 
-    let Some(rest) = route::strip_mount(&clean, "/cgi-bin") else {
+    let Some(rest) = paths::strip_mount(&clean, "/cgi-bin") else {
         assert!(!clean.starts_with("/cgi-bin/") && clean != "/cgi-bin");
         return;
     };
@@ -142,10 +143,10 @@ fuzz_target!(|data: &[u8]| {
                         );
                     }
                 }
-                Err(RouteError::Hidden) => {
+                Err(PathError::Hidden) => {
                     assert_eq!(dotfiles, Dotfiles::Deny, "Hidden under --dotfiles allow");
                 }
-                Err(RouteError::NotFound | RouteError::Forbidden(_) | RouteError::BadPath(_)) => {}
+                Err(PathError::NotFound | PathError::Forbidden(_) | PathError::BadPath(_)) => {}
             }
         }
     }
@@ -159,7 +160,7 @@ fn check_clean(clean: &str) {
         assert!(seg != "." && seg != "..", "{clean:?} keeps a dot segment");
     }
     // Normalizing is idempotent.
-    assert_eq!(route::normalize(clean).as_deref(), Ok(clean));
+    assert_eq!(paths::normalize(clean).as_deref(), Ok(clean));
 }
 
 fn check_script(t: &Tree, rest: &str, script: &route::Script) {

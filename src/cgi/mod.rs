@@ -1,186 +1,246 @@
 //! Classic CGI: one process per request. Builds the environment, starts the script,
-//! hands its pipes to the relay, and makes sure the process group is gone afterwards.
-
-pub mod process;
-pub mod spawn;
+//! hands its pipes and pidfd to the relay (all watched by the event loop), and makes
+//! sure the process group is gone afterwards. A script slot (`--max-procs`) is held
+//! until the process has exited, even when it outlives its answer.
 
 use std::ffi::OsStr;
-use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::dispatch::Call;
+use tokio::net::unix::pipe;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
 use crate::error::Error;
-use crate::gateway::env;
+use crate::gateway::env::{self, Site};
 use crate::http::body::Prepared;
-use crate::relay::{self, Backend, BodyIn, Outcome, Output};
+use crate::limits::{Enforcer, ProcessLimits};
+use crate::logger::Logger;
+use crate::process::{Child, ExitInfo, Registry};
+use crate::relay::{self, Backend, BodyIn, Call, Outcome, Output};
 use crate::script_log::ScriptLog;
-use crate::sys::{self, Interest};
-use process::{Child, ExitInfo};
-use spawn::{Command, Input};
+use crate::spawn::{self, Command, Input, SpawnMode};
+use crate::stats::Stats;
+use crate::sys;
 
 /// After the script exits, how long a grandchild may keep its stdout open.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
-/// After stdout ends, how long we wait inline for the script to exit (it usually
-/// exits right after) before leaving it to a watcher thread.
+/// After stdout ends, how long we wait for the script to exit (it usually exits right
+/// after) before its answer is taken as complete and the process is left to linger.
 const EXIT_WAIT: Duration = Duration::from_millis(100);
 /// Between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// What the CGI model needs from the server.
+pub struct Cgi {
+    pub site: Site,
+    pub spawn: SpawnMode,
+    pub limits: Arc<Enforcer>,
+    pub children: Arc<Registry>,
+    pub log: Arc<Logger>,
+    pub stats: Arc<Stats>,
+    /// `--max-procs`: scripts alive at once, lingering ones included.
+    pub slots: Arc<Semaphore>,
+    pub max_procs: usize,
+    /// How long a request waits for a slot before 503.
+    pub slot_wait: Duration,
+}
 
 /// What one CGI run produced, for the access log.
 pub struct Ran {
     pub outcome: Outcome,
     pub pid: i32,
-    /// `None` when the script outlived its response and is reaped later.
+    /// `None` when the script outlived its answer and is reaped later.
     pub exit: Option<ExitInfo>,
-    pub spawned_at: Instant,
 }
 
-/// Runs `script` for `req`. The caller has checked the method and body size.
-pub fn run(call: Call<'_>, body: Prepared, mut settings: relay::Settings) -> Result<Ran, Error> {
-    let Call {
-        shared,
-        conn,
-        req,
-        script,
-        tag,
-        id,
-    } = call;
-    let (input, mut body_in, length) = match body {
-        Prepared::None => (Input::Null, BodyIn::None, None),
-        Prepared::Socket(0) => (Input::Null, BodyIn::None, Some(0)),
-        Prepared::Socket(n) => (Input::Pipe, BodyIn::Socket(n), Some(n)),
-        Prepared::Memory(v) => {
-            let n = v.len() as u64;
-            (Input::Pipe, BodyIn::Memory(v), Some(n))
+impl Cgi {
+    /// Waits (in the loop) for a script slot, up to `--max-procs`' wait bound.
+    pub async fn slot(&self) -> Result<OwnedSemaphorePermit, Error> {
+        let wait = self.slots.clone().acquire_owned();
+        match tokio::time::timeout(self.slot_wait, wait).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::Overloaded(format!(
+                "all {} script slots busy for {} (--max-procs)",
+                self.max_procs,
+                humantime::format_duration(self.slot_wait)
+            ))),
         }
-        Prepared::File(f, n) => (Input::File(f), BodyIn::None, Some(n)),
-    };
-    let vars = env::meta_variables(req, script, conn.ends, length, &shared.site);
-    let (_, query) = req.path_and_query();
-    let words = env::argv_from_query(&req.method, query);
-    let mut args: Vec<&OsStr> = Vec::new();
-    let program: &Path = match &script.interpreter {
-        Some(interp) => {
-            args.push(script.file.as_os_str());
-            interp
-        }
-        None => &script.file,
-    };
-    args.extend(words.iter().map(|w| OsStr::from_bytes(w)));
-    let cwd = script.file.parent().unwrap_or(Path::new("/"));
-    let limits = shared.limits.for_process().map_err(Error::Internal)?;
-    let spawn_started = Instant::now();
-    let spawned = spawn::spawn(
-        shared.config.spawn,
-        Command {
-            program,
-            args,
-            env: &vars,
-            cwd,
-            input,
-            limits: (!limits.is_empty()).then(|| limits.in_child()),
-        },
-    )?;
-    let spawned_at = Instant::now();
-    settings.timing.spawn = spawned_at - spawn_started;
-    let pid = spawned.pid;
-    shared.stats.set_pid(id, pid);
-    let child = Child::adopt(pid, shared.children.clone());
-    let mut backend = CgiScript {
-        stdin: spawned
-            .stdin
-            .map(nonblocking)
-            .transpose()
-            .map_err(Error::Internal)?,
-        stdout: Some(nonblocking(spawned.stdout).map_err(Error::Internal)?),
-        stderr: Some(nonblocking(spawned.stderr).map_err(Error::Internal)?),
-        child,
-        log: ScriptLog::new(format!("{tag} pid {pid}"), shared.log.clone()),
-        exited_at: None,
-    };
-    settings.max_output = shared.limits.limits.output;
-    let deadline = settings.deadline;
-    let outcome = relay::run(conn, req, &mut body_in, &mut backend, settings);
-    let exit = backend.finish(outcome.is_abort(), deadline);
-    let over = exit.and_then(|e| shared.limits.verdict(&limits, e.signal, e.user + e.system));
-    // Named in the request's one error line, or in a line of its own if it answered.
-    let outcome = match (over, outcome) {
-        (Some(which), Outcome::Failed(_)) => Outcome::Failed(Error::LimitExceeded(which)),
-        (
-            Some(which),
-            Outcome::Sent {
+    }
+
+    /// Runs `call.script` for its request under `slot`. The caller has checked the
+    /// method and body size.
+    pub async fn run(
+        &self,
+        call: Call<'_, '_>,
+        body: Prepared,
+        slot: OwnedSemaphorePermit,
+        mut settings: relay::Settings,
+    ) -> Result<Ran, Error> {
+        let Call {
+            ex,
+            req,
+            script,
+            tag,
+            id,
+        } = call;
+        let (input, mut body_in, length) = match body {
+            Prepared::None => (Input::Null, BodyIn::None, None),
+            Prepared::Socket(0) => (Input::Null, BodyIn::None, Some(0)),
+            Prepared::Socket(n) => (Input::Pipe, BodyIn::Socket, Some(n)),
+            Prepared::Memory(v) => {
+                let n = v.len() as u64;
+                (Input::Pipe, BodyIn::Memory(v), Some(n))
+            }
+            Prepared::File(f, n) => (Input::File(f), BodyIn::None, Some(n)),
+        };
+        let vars = env::meta_variables(req, script, ex.ends(), length, &self.site);
+        let (_, query) = req.path_and_query();
+        let words = env::argv_from_query(&req.method, query);
+        let mut args: Vec<&OsStr> = Vec::new();
+        let program: &Path = match &script.interpreter {
+            Some(interp) => {
+                args.push(script.file.as_os_str());
+                interp
+            }
+            None => &script.file,
+        };
+        args.extend(words.iter().map(|w| OsStr::from_bytes(w)));
+        let cwd = script.file.parent().unwrap_or(Path::new("/"));
+        let limits = self.limits.for_process().map_err(Error::Internal)?;
+        let spawn_started = Instant::now();
+        // Counted as it starts, so the status page's rate includes scripts running now.
+        self.stats.spawned();
+        let spawned = spawn::spawn(
+            self.spawn,
+            Command {
+                program,
+                args,
+                env: &vars,
+                cwd,
+                input,
+                limits: (!limits.is_empty()).then(|| limits.in_child()),
+            },
+        )?;
+        settings.timing.spawn = spawn_started.elapsed();
+        let pid = spawned.pid;
+        self.stats.set_pid(id, pid);
+        let child = Child::adopt(pid, self.children.clone());
+        let mut backend = CgiScript {
+            stdin: spawned
+                .stdin
+                .map(sender)
+                .transpose()
+                .map_err(Error::Internal)?,
+            stdout: Some(receiver(spawned.stdout).map_err(Error::Internal)?),
+            stdout_ended: None,
+            stderr: Some(receiver(spawned.stderr).map_err(Error::Internal)?),
+            child,
+            log: ScriptLog::new(format!("{tag} pid {pid}"), self.log.clone()),
+            exited_at: None,
+            limits,
+            slot,
+        };
+        settings.max_output = self.limits.limits.output;
+        let deadline = settings.deadline;
+        let outcome = relay::run(ex, &mut body_in, &mut backend, settings).await;
+        let (exit, limits) = backend.finish(outcome.is_abort(), deadline).await;
+        let over = match (exit, &limits) {
+            (Some(e), Some(l)) => self.limits.verdict(l, e.signal, e.user + e.system),
+            _ => None,
+        };
+        // Named in the request's one error line, or in a line of its own if it answered.
+        let outcome = match (over, outcome) {
+            (Some(which), Outcome::Failed(_)) => Outcome::Failed(Error::LimitExceeded(which)),
+            (
+                Some(which),
+                Outcome::Sent {
+                    status,
+                    body_bytes,
+                    error: Some(_),
+                    timing,
+                    excess,
+                },
+            ) => Outcome::Sent {
                 status,
                 body_bytes,
-                error: Some(_),
+                error: Some(Error::LimitExceeded(which)),
                 timing,
+                excess,
             },
-        ) => Outcome::Sent {
-            status,
-            body_bytes,
-            error: Some(Error::LimitExceeded(which)),
-            timing,
-        },
-        (Some(which), outcome) => {
-            shared.log.log(&format!("{tag} pid {pid} ran into {which}"));
-            outcome
-        }
-        (None, outcome) => outcome,
-    };
-    drop(limits);
-    Ok(Ran {
-        outcome,
-        pid,
-        exit,
-        spawned_at,
-    })
+            (Some(which), outcome) => {
+                self.log.log(&format!("{tag} pid {pid} ran into {which}"));
+                outcome
+            }
+            (None, outcome) => outcome,
+        };
+        Ok(Ran { outcome, pid, exit })
+    }
 }
 
-fn nonblocking(fd: OwnedFd) -> io::Result<File> {
+fn sender(fd: OwnedFd) -> io::Result<pipe::Sender> {
     sys::set_nonblocking(fd.as_fd())?;
-    Ok(File::from(fd))
+    pipe::Sender::from_owned_fd_unchecked(fd)
+}
+
+fn receiver(fd: OwnedFd) -> io::Result<pipe::Receiver> {
+    sys::set_nonblocking(fd.as_fd())?;
+    pipe::Receiver::from_owned_fd_unchecked(fd)
 }
 
 struct CgiScript {
     child: Child,
-    stdin: Option<File>,
-    stdout: Option<File>,
-    stderr: Option<File>,
+    stdin: Option<pipe::Sender>,
+    stdout: Option<pipe::Receiver>,
+    /// When stdout reached its end (the answer may be complete before the exit).
+    stdout_ended: Option<Instant>,
+    stderr: Option<pipe::Receiver>,
     log: ScriptLog,
     exited_at: Option<Instant>,
+    /// Its cgroup lives as long as the process.
+    limits: ProcessLimits,
+    /// Freed when the process is gone, not when its answer is.
+    slot: OwnedSemaphorePermit,
 }
 
 impl Backend for CgiScript {
-    fn interests(&self, want_input: bool, want_output: bool, set: &mut Vec<Interest>) {
-        let mut add = |f: &Option<File>, events| {
-            if let Some(f) = f {
-                set.push(Interest {
-                    fd: f.as_raw_fd(),
-                    events,
-                });
-            }
-        };
-        if want_input {
-            add(&self.stdin, sys::WRITE);
+    fn poll_ready(
+        &mut self,
+        cx: &mut Context<'_>,
+        want_input: bool,
+        want_output: bool,
+    ) -> Poll<()> {
+        let mut ready = false;
+        if want_input && let Some(stdin) = &self.stdin {
+            ready |= stdin.poll_write_ready(cx).is_ready();
         }
-        if want_output {
-            add(&self.stdout, sys::READ);
+        if want_output
+            && self.stdout_ended.is_none()
+            && let Some(out) = &self.stdout
+        {
+            ready |= out.poll_read_ready(cx).is_ready();
         }
-        add(&self.stderr, sys::READ);
-        if let (None, Some(fd)) = (self.exited_at, self.child.exit_fd()) {
-            set.push(Interest {
-                fd: fd.as_raw_fd(),
-                events: sys::READ,
-            });
+        if let Some(err) = &self.stderr {
+            ready |= err.poll_read_ready(cx).is_ready();
+        }
+        if self.exited_at.is_none() {
+            ready |= self.child.poll_exit(cx).is_ready();
+        }
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
     fn write_input(&mut self, data: &[u8]) -> io::Result<usize> {
-        match &mut self.stdin {
-            Some(f) => f.write(data),
+        match &self.stdin {
+            Some(f) => f.try_write(data),
             None => Err(io::ErrorKind::BrokenPipe.into()),
         }
     }
@@ -190,36 +250,41 @@ impl Backend for CgiScript {
     }
 
     fn read_output(&mut self, buf: &mut [u8]) -> Result<Output, Error> {
-        let Some(out) = &mut self.stdout else {
+        let Some(out) = &self.stdout else {
             return Ok(Output::End);
         };
-        match out.read(buf) {
-            Ok(0) => {
-                self.stdout = None;
-                // A script killed mid-answer must not have its output passed off as
-                // complete: the relay then withholds the final chunk and closes.
-                if let Some(sig) = self
-                    .child
-                    .wait_exit(EXIT_WAIT)
-                    .then(|| self.child.killed_by())
-                    .flatten()
-                {
-                    return Err(Error::ScriptFailed(format!("killed by signal {sig}")));
+        if self.stdout_ended.is_none() {
+            match out.try_read(buf) {
+                Ok(0) => self.stdout_ended = Some(Instant::now()),
+                Ok(n) => return Ok(Output::Data(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // The script is gone but something it started still holds stdout.
+                    if self.exited_at.is_some_and(|t| t.elapsed() >= EXIT_GRACE) {
+                        self.stdout = None;
+                        return Ok(Output::End);
+                    }
+                    return Ok(Output::Pending);
                 }
-                Ok(Output::End)
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Output::Pending),
+                Err(e) => return Err(Error::ScriptFailed(format!("reading stdout: {e}"))),
             }
-            Ok(n) => Ok(Output::Data(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // The script is gone but something it started still holds stdout open.
-                if self.exited_at.is_some_and(|t| t.elapsed() >= EXIT_GRACE) {
-                    self.stdout = None;
-                    return Ok(Output::End);
-                }
-                Ok(Output::Pending)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Output::Pending),
-            Err(e) => Err(Error::ScriptFailed(format!("reading stdout: {e}"))),
         }
+        // Stdout ended. A script killed mid-answer must not have its output passed off
+        // as complete: the answer then keeps its final chunk back and closes.
+        if self.child.has_exited() {
+            self.stdout = None;
+            return match self.child.killed_by() {
+                Some(sig) => Err(Error::ScriptFailed(format!("killed by signal {sig}"))),
+                None => Ok(Output::End),
+            };
+        }
+        if self.stdout_ended.is_some_and(|t| t.elapsed() >= EXIT_WAIT) {
+            // Still running with stdout closed: the answer is complete; the process
+            // lingers and is seen to later.
+            self.stdout = None;
+            return Ok(Output::End);
+        }
+        Ok(Output::Pending)
     }
 
     fn housekeeping(&mut self) {
@@ -230,8 +295,22 @@ impl Backend for CgiScript {
     }
 
     fn wake_at(&self) -> Option<Instant> {
-        self.stdout.as_ref()?;
-        self.exited_at.map(|t| t + EXIT_GRACE)
+        let mut at = None;
+        let mut earliest = |t: Instant| at = Some(at.map_or(t, |a: Instant| a.min(t)));
+        if self.stdout.is_some() {
+            if let Some(t) = self.exited_at {
+                earliest(t + EXIT_GRACE);
+            }
+            if let Some(t) = self.stdout_ended {
+                earliest(t + EXIT_WAIT);
+            }
+        }
+        if self.exited_at.is_none()
+            && let Some(every) = self.child.exit_poll_interval()
+        {
+            earliest(Instant::now() + every);
+        }
+        at
     }
 }
 
@@ -240,8 +319,8 @@ impl CgiScript {
         let mut buf = [0u8; 8192];
         // Bounded per turn so a flood cannot starve the rest of the loop.
         for _ in 0..16 {
-            let Some(err) = &mut self.stderr else { return };
-            match err.read(&mut buf) {
+            let Some(err) = &self.stderr else { return };
+            match err.try_read(&mut buf) {
                 Ok(0) => self.stderr = None,
                 Ok(n) => self.log.write(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -250,41 +329,59 @@ impl CgiScript {
         }
     }
 
-    /// Ends the process: killed on abort, reaped if done, else left to a watcher
-    /// thread until it exits or its deadline passes.
-    fn finish(mut self, abort: bool, deadline: Instant) -> Option<ExitInfo> {
+    /// Ends the process: killed on abort, reaped if done, else left to linger in the
+    /// loop (holding its slot) until it exits or its deadline passes. Gives back the
+    /// exit and the limits to judge it by, when the process is already gone.
+    async fn finish(
+        mut self,
+        abort: bool,
+        deadline: Instant,
+    ) -> (Option<ExitInfo>, Option<ProcessLimits>) {
         self.stdin = None;
         self.stdout = None;
         let exit = if abort {
-            self.child.terminate(KILL_GRACE)
-        } else if self.child.wait_exit(EXIT_WAIT) {
+            self.child.terminate(KILL_GRACE).await
+        } else if self.child.wait_exit(EXIT_WAIT).await {
             self.drain_stderr();
             self.child.reap()
         } else {
-            std::thread::Builder::new()
-                .name("cgi-linger".into())
-                .spawn(move || self.linger(deadline))
-                .ok();
-            return None;
+            tokio::task::spawn_local(self.linger(deadline));
+            return (None, None);
         };
         self.drain_stderr();
         self.log_exit(&exit);
-        Some(exit)
+        let CgiScript { limits, slot, .. } = self;
+        drop(slot);
+        (Some(exit), Some(limits))
     }
 
     /// For a script that closed stdout but kept running: wait for it (draining its
     /// stderr) until its deadline, then kill it.
-    fn linger(mut self, deadline: Instant) {
-        let mut revents = Vec::new();
+    async fn linger(mut self, deadline: Instant) {
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
         while !self.child.has_exited() && Instant::now() < deadline {
-            let mut set = Vec::new();
-            self.interests(false, false, &mut set);
-            if sys::poll(&set, Some(deadline), &mut revents).is_err() {
-                break;
+            if let Some(every) = self.child.exit_poll_interval() {
+                timer
+                    .as_mut()
+                    .reset((Instant::now() + every).min(deadline).into());
             }
+            std::future::poll_fn(|cx| {
+                let stderr = self
+                    .stderr
+                    .as_ref()
+                    .is_some_and(|e| e.poll_read_ready(cx).is_ready());
+                let exited = self.child.poll_exit(cx).is_ready();
+                let timed_out = timer.as_mut().poll(cx).is_ready();
+                if stderr || exited || timed_out {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
             self.drain_stderr();
         }
-        let exit = self.child.terminate(KILL_GRACE);
+        let exit = self.child.terminate(KILL_GRACE).await;
         self.drain_stderr();
         self.log_exit(&exit);
     }

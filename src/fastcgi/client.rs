@@ -2,53 +2,88 @@
 //! and PARAMS out, the body as STDIN records as it arrives, STDOUT records in for the
 //! shared CGI response parser, STDERR to the log, END_REQUEST to finish.
 
-use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use tokio::io::Interest;
+use tokio::net::{TcpStream, UnixStream};
 
 use super::record::{self, EndRequest, RecordType};
 use crate::error::Error;
 use crate::gateway::env::MetaVars;
 use crate::relay::{Backend, Output};
 use crate::script_log::ScriptLog;
-use crate::sys::{self, Interest};
+use crate::sys;
 
 /// Without multiplexing every request is number 1.
 const ID: u16 = 1;
 /// STDIN bytes we queue before telling the relay to wait.
 const MAX_QUEUED: usize = 256 * 1024;
 
-/// A connection to a FastCGI application.
+/// A connection to a FastCGI application, in the event loop of the thread using it.
 pub enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
 }
 
 impl Stream {
-    pub fn set_nonblocking(&self) -> io::Result<()> {
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
         match self {
-            Stream::Unix(s) => s.set_nonblocking(true),
-            Stream::Tcp(s) => s.set_nonblocking(true),
+            Stream::Unix(s) => s.try_io(interest, f),
+            Stream::Tcp(s) => s.try_io(interest, f),
         }
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Unix(s) => s.poll_read_ready(cx),
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+        }
+    }
+
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Unix(s) => s.poll_write_ready(cx),
+            Stream::Tcp(s) => s.poll_write_ready(cx),
+        }
+    }
+
+    /// Non-blocking receive appended to `buf`; `WouldBlock` (without a system call
+    /// when the loop has not seen input) when nothing is there.
+    pub fn try_recv_append(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let fd = self.as_raw_fd();
+        self.try_io(Interest::READABLE, || sys::recv_append(fd, buf, max))
+    }
+
+    pub fn try_send(&self, data: &[u8]) -> io::Result<usize> {
+        let fd = self.as_raw_fd();
+        self.try_io(Interest::WRITABLE, || sys::send_nonblocking(fd, data))
+    }
+
+    /// Moves the connection into this thread's event loop (a worker's connection is
+    /// registered with the loop that last used it).
+    pub fn rehome(&mut self) -> io::Result<()> {
+        let fd = std::os::fd::AsFd::as_fd(self).try_clone_to_owned()?;
+        let fresh = match self {
+            Stream::Unix(_) => StdStream::Unix(fd.into()),
+            Stream::Tcp(_) => StdStream::Tcp(fd.into()),
+        };
+        // The old registration and descriptor go; the new ones are this loop's.
+        *self = fresh.into_loop()?;
+        Ok(())
     }
 
     /// Is an idle kept connection still good? It must be open, and anything that
     /// arrived while idle must be whole management records (a late answer to
     /// FCGI_GET_VALUES, which threaded apps such as flup send when they get to it).
     pub fn idle_check(&mut self) -> bool {
-        // Runs before every request: the usual answer (nothing there) must not cost an
-        // allocation, so the first read goes to the stack.
-        let mut first = [0u8; 256];
-        let mut buf = match sys::recv_nonblocking(self.as_raw_fd(), &mut first) {
-            Ok(0) => return false,
-            Ok(n) => first[..n].to_vec(),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-            Err(_) => return false,
-        };
+        // Runs before every request: the usual answer (nothing there) costs neither an
+        // allocation nor, when the loop saw no input, a system call.
+        let mut buf = Vec::new();
         loop {
-            match sys::recv_append(self.as_raw_fd(), &mut buf, 16 * 1024) {
+            match self.try_recv_append(&mut buf, 16 * 1024) {
                 Ok(0) => return false,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -66,6 +101,15 @@ impl Stream {
     }
 }
 
+impl std::os::fd::AsFd for Stream {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
+        }
+    }
+}
+
 impl AsRawFd for Stream {
     fn as_raw_fd(&self) -> RawFd {
         match self {
@@ -75,29 +119,29 @@ impl AsRawFd for Stream {
     }
 }
 
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.read(buf),
-            Stream::Tcp(s) => s.read(buf),
-        }
+/// A connection to a FastCGI application outside any event loop.
+pub enum StdStream {
+    Unix(std::os::unix::net::UnixStream),
+    Tcp(std::net::TcpStream),
+}
+
+impl StdStream {
+    /// Puts the connection into the current thread's event loop.
+    pub fn into_loop(self) -> io::Result<Stream> {
+        Ok(match self {
+            StdStream::Unix(s) => {
+                s.set_nonblocking(true)?;
+                Stream::Unix(UnixStream::from_std(s)?)
+            }
+            StdStream::Tcp(s) => {
+                s.set_nonblocking(true)?;
+                Stream::Tcp(TcpStream::from_std(s)?)
+            }
+        })
     }
 }
 
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Unix(s) => s.write(buf),
-            Stream::Tcp(s) => s.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// How an exchange left the connection.
+/// How a session left the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
     /// END_REQUEST arrived: the connection may carry the next request.
@@ -109,7 +153,7 @@ pub enum Ending {
     Broken,
 }
 
-pub struct Exchange<'a> {
+pub struct Session<'a> {
     stream: &'a mut Stream,
     out: Vec<u8>,
     out_pos: usize,
@@ -128,7 +172,7 @@ pub struct Exchange<'a> {
     pub values: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
-impl<'a> Exchange<'a> {
+impl<'a> Session<'a> {
     /// Queues BEGIN_REQUEST and PARAMS (and, when `ask_values`, a GET_VALUES first;
     /// when there is no body, the empty STDIN too, so it all goes in one write).
     pub fn new(
@@ -138,7 +182,7 @@ impl<'a> Exchange<'a> {
         ask_values: bool,
         has_body: bool,
         log: ScriptLog,
-    ) -> Result<Exchange<'a>, Error> {
+    ) -> Result<Session<'a>, Error> {
         let mut out = Vec::with_capacity(4096);
         if ask_values {
             let names = [
@@ -158,7 +202,7 @@ impl<'a> Exchange<'a> {
         if !has_body {
             record::stream(&mut out, RecordType::Stdin, ID, &[]);
         }
-        Ok(Exchange {
+        Ok(Session {
             stream,
             out,
             out_pos: 0,
@@ -188,24 +232,32 @@ impl<'a> Exchange<'a> {
         self.end.map(|e| e.app_status)
     }
 
-    /// After the client left mid-request: asks the worker to abort and waits up to
-    /// `limit` for its END_REQUEST, so the connection stays usable.
-    pub fn abort(&mut self, limit: Duration) -> Ending {
+    /// After the client left mid-request: asks the worker to abort and waits (in the
+    /// loop) up to `limit` for its END_REQUEST, so the connection stays usable.
+    pub async fn abort(&mut self, limit: Duration) -> Ending {
         if self.end.is_some() || self.broken {
             return self.ending();
         }
         record::abort_request(&mut self.out, ID);
-        let until = Instant::now() + limit;
-        while self.end.is_none() && !self.broken && !self.eof && Instant::now() < until {
+        let until = tokio::time::Instant::now() + limit;
+        while self.end.is_none() && !self.broken && !self.eof {
             if self.flush().is_err() {
                 self.broken = true;
                 break;
             }
-            let mut events = sys::READ;
-            if self.out_pos < self.out.len() {
-                events |= sys::WRITE;
+            let want_write = self.out_pos < self.out.len();
+            let ready = std::future::poll_fn(|cx| {
+                let r = self.stream.poll_read_ready(cx).is_ready();
+                let w = want_write && self.stream.poll_write_ready(cx).is_ready();
+                if r || w {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            });
+            if tokio::time::timeout_at(until, ready).await.is_err() {
+                break;
             }
-            let _ = sys::wait_one(self.stream.as_raw_fd(), events, until - Instant::now());
             // Output of an aborted request is dropped.
             if self.read_records().is_err() {
                 self.broken = true;
@@ -221,7 +273,7 @@ impl<'a> Exchange<'a> {
 
     fn flush(&mut self) -> io::Result<()> {
         while self.out_pos < self.out.len() {
-            match self.stream.write(&self.out[self.out_pos..]) {
+            match self.stream.try_send(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.out_pos += n;
@@ -246,7 +298,7 @@ impl<'a> Exchange<'a> {
         loop {
             // 16 KiB per read fits the buffer a typical answer needs, so it is not
             // reallocated on every request.
-            match sys::recv_append(self.stream.as_raw_fd(), &mut self.inbuf, 16 * 1024) {
+            match self.stream.try_recv_append(&mut self.inbuf, 16 * 1024) {
                 Ok(0) => {
                     self.eof = true;
                     break;
@@ -300,19 +352,25 @@ fn protocol(e: record::RecordError) -> Error {
     Error::ScriptFailed(format!("FastCGI protocol error: {e}"))
 }
 
-impl Backend for Exchange<'_> {
-    fn interests(&self, _want_input: bool, want_output: bool, set: &mut Vec<Interest>) {
-        let mut events = 0;
+impl Backend for Session<'_> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut Context<'_>,
+        _want_input: bool,
+        want_output: bool,
+    ) -> Poll<()> {
+        let mut ready = false;
         if self.queued() > 0 {
-            events |= sys::WRITE;
+            ready |= self.stream.poll_write_ready(cx).is_ready();
         }
         if want_output && self.stdout_pos == self.stdout.len() {
-            events |= sys::READ;
+            ready |= self.stream.poll_read_ready(cx).is_ready();
         }
-        set.push(Interest {
-            fd: self.stream.as_raw_fd(),
-            events,
-        });
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     fn write_input(&mut self, data: &[u8]) -> io::Result<usize> {
@@ -359,7 +417,9 @@ impl Backend for Exchange<'_> {
         match self.end {
             Some(end) => match end.protocol_status {
                 record::FCGI_REQUEST_COMPLETE => Ok(Output::End),
-                record::FCGI_OVERLOADED => Err(Error::Overloaded("FastCGI application overloaded")),
+                record::FCGI_OVERLOADED => {
+                    Err(Error::Overloaded("FastCGI application overloaded".into()))
+                }
                 record::FCGI_CANT_MPX_CONN => Err(Error::ScriptFailed(
                     "application refused the request (FCGI_CANT_MPX_CONN)".into(),
                 )),

@@ -3,12 +3,12 @@
 //! a while.
 
 use std::fmt;
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::net::{TcpStream, UnixStream};
 
 use super::client::Stream;
 use crate::error::Error;
@@ -41,13 +41,19 @@ impl Address {
         }
     }
 
-    fn connect(&self) -> std::io::Result<Stream> {
+    /// Connects in the event loop; a host name is looked up in the loop's small
+    /// blocking pool.
+    async fn connect(&self) -> std::io::Result<Stream> {
         match self {
-            Address::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
+            Address::Unix(p) => {
+                let s = tokio::time::timeout(CONNECT_TIMEOUT, UnixStream::connect(p)).await;
+                s.unwrap_or_else(|_| Err(timed_out())).map(Stream::Unix)
+            }
             Address::Tcp(hp) => {
                 let mut last = std::io::Error::other("no address");
-                for addr in hp.to_socket_addrs()? {
-                    match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                for addr in tokio::net::lookup_host(hp.as_str()).await? {
+                    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await;
+                    match s.unwrap_or_else(|_| Err(timed_out())) {
                         Ok(s) => {
                             let _ = s.set_nodelay(true);
                             return Ok(Stream::Tcp(s));
@@ -59,6 +65,10 @@ impl Address {
             }
         }
     }
+}
+
+fn timed_out() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
 }
 
 impl fmt::Display for Address {
@@ -94,7 +104,7 @@ impl External {
 
     /// Connects to the next backend in turn, skipping ones that failed recently; if
     /// all are marked down, they are tried anyway rather than refuse outright.
-    pub fn connect(&self, log: &Logger) -> Result<Stream, Error> {
+    pub async fn connect(&self, log: &Logger) -> Result<Stream, Error> {
         let n = self.addresses.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
@@ -113,11 +123,8 @@ impl External {
             if std::mem::replace(&mut tried[i], true) {
                 continue;
             }
-            match self.addresses[i].connect() {
-                Ok(s) => {
-                    s.set_nonblocking().map_err(Error::Internal)?;
-                    return Ok(s);
-                }
+            match self.addresses[i].connect().await {
+                Ok(s) => return Ok(s),
                 Err(e) => {
                     log.log(&format!(
                         "[fcgi {}] backend {} down: {e}; skipping it for {}s",

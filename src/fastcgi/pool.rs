@@ -1,31 +1,36 @@
 //! The process manager: per script, long-running FastCGI workers, each listening on
 //! its own AF_UNIX socket passed as fd 0 (as mod_fcgid does), each with one kept
 //! connection. A request only goes to an idle worker; workers start on demand up to
-//! the maximum, idle ones above the minimum retire, a crashing program is respawned
-//! with back-off instead of in a tight loop.
+//! `--workers-max` per script and `--workers-total` in all, idle ones above the
+//! minimum retire, and a program that keeps failing is restarted with a doubling
+//! back-off while requests get 503 at once. Waiting for a worker is a wait in the
+//! event loop.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::pin::pin;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::client::Stream;
-use crate::cgi::process::{Child, Registry};
+use tokio::net::unix::pipe;
+use tokio::sync::Notify;
+
+use super::client::{StdStream, Stream};
 use crate::error::Error;
+use crate::event_loop;
 use crate::gateway::env::MetaVars;
 use crate::limits::{Enforcer, ProcessLimits};
 use crate::logger::Logger;
+use crate::process::{Child, Registry};
 use crate::script_log::ScriptLog;
-use crate::sys;
 
 /// When every worker is busy, how long a request waits for one to come free before
 /// starting another: a worker is often released a moment after its client has the
@@ -33,14 +38,18 @@ use crate::sys;
 const SPAWN_DELAY: Duration = Duration::from_millis(10);
 /// Between SIGTERM and SIGKILL when a worker retires.
 const RETIRE_GRACE: Duration = Duration::from_secs(2);
-const SWEEP_EVERY: Duration = Duration::from_millis(250);
+pub const SWEEP_EVERY: Duration = Duration::from_millis(250);
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long we wait for a dead worker's last words before judging it.
+const LAST_WORDS_WAIT: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub min: usize,
     pub max: usize,
+    /// `--workers-total`: worker processes in all pools together.
+    pub total: usize,
     pub idle: Duration,
     /// Recycle a worker after this many requests; 0 means never.
     pub max_requests: u64,
@@ -48,7 +57,8 @@ pub struct PoolSettings {
     pub wait: Duration,
 }
 
-/// What every pool needs from the server.
+/// What every pool shares: settings, the sockets' directory, and the count of all
+/// workers against `--workers-total`.
 struct Common {
     settings: PoolSettings,
     /// Workers' environment: a clean base plus `--env`, and PHP_FCGI_CHILDREN=0.
@@ -59,12 +69,67 @@ struct Common {
     limits: Arc<Enforcer>,
     stopping: AtomicBool,
     next_worker: AtomicU64,
+    /// Workers alive or starting, in all pools.
+    total: AtomicUsize,
+    /// Woken when a worker goes, so a pool waiting for room under the total can grow.
+    room: Notify,
+    pools: Mutex<HashMap<PathBuf, Arc<Pool>>>,
+}
+
+impl Common {
+    /// Counts a worker about to start against `--workers-total`.
+    fn reserve(&self) -> bool {
+        let max = self.settings.total.max(1);
+        self.total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn unreserve(&self) {
+        self.total.fetch_sub(1, Ordering::AcqRel);
+        self.room.notify_one();
+    }
+
+    /// Retires the longest-idle worker of another pool to make room under
+    /// `--workers-total`; false when there is none.
+    fn evict_idle(&self, except: &Pool) -> bool {
+        let pools: Vec<Arc<Pool>> = lock(&self.pools).values().cloned().collect();
+        let mut oldest: Option<(Instant, Arc<Pool>)> = None;
+        for p in pools {
+            if std::ptr::eq(Arc::as_ptr(&p), except) {
+                continue;
+            }
+            let st = lock(&p.state);
+            if let Some(w) = st.idle.first()
+                && oldest.as_ref().is_none_or(|(t, _)| w.last_used < *t)
+            {
+                oldest = Some((w.last_used, p.clone()));
+            }
+        }
+        let Some((_, pool)) = oldest else {
+            return false;
+        };
+        let mut st = lock(&pool.state);
+        if st.idle.is_empty() {
+            return false;
+        }
+        let w = st.idle.remove(0);
+        st.total -= 1;
+        drop(st);
+        self.log.log(&format!(
+            "[fcgi {}] retiring idle worker pid {} to make room for {} (--workers-total {})",
+            pool.name, w.pid, except.name, self.settings.total
+        ));
+        w.retire(self);
+        true
+    }
 }
 
 /// All pools of one server, one per script.
 pub struct Pools {
     common: Arc<Common>,
-    pools: Mutex<HashMap<PathBuf, Arc<Pool>>>,
 }
 
 /// What the status page shows of one pool.
@@ -98,11 +163,11 @@ impl Pools {
         log: Arc<Logger>,
         registry: Arc<Registry>,
         limits: Arc<Enforcer>,
-    ) -> std::io::Result<Arc<Pools>> {
+    ) -> io::Result<Arc<Pools>> {
         let sockets = tempfile::Builder::new()
             .prefix("cgi-testbed-fcgi-")
             .tempdir()?;
-        let pools = Arc::new(Pools {
+        Ok(Arc::new(Pools {
             common: Arc::new(Common {
                 settings,
                 env,
@@ -112,74 +177,95 @@ impl Pools {
                 limits,
                 stopping: AtomicBool::new(false),
                 next_worker: AtomicU64::new(0),
+                total: AtomicUsize::new(0),
+                room: Notify::new(),
+                pools: Mutex::new(HashMap::new()),
             }),
-            pools: Mutex::new(HashMap::new()),
-        });
-        let weak = Arc::downgrade(&pools);
-        std::thread::Builder::new()
-            .name("fcgi-sweeper".into())
-            .spawn(move || {
-                while let Some(pools) = weak.upgrade() {
-                    if pools.common.stopping.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    pools.sweep();
-                    drop(pools);
-                    std::thread::sleep(SWEEP_EVERY);
-                }
-            })?;
-        Ok(pools)
+        }))
     }
 
     /// The pool for `file` (created on first use); `command` is how to start it.
     pub fn pool(&self, name: &str, file: &Path, command: (PathBuf, Vec<PathBuf>)) -> Arc<Pool> {
-        let mut pools = lock(&self.pools);
-        pools
-            .entry(file.to_path_buf())
-            .or_insert_with(|| {
-                Arc::new(Pool {
-                    name: name.to_owned(),
-                    program: command.0,
-                    args: command.1,
-                    cwd: file.parent().unwrap_or(Path::new("/")).to_path_buf(),
-                    common: self.common.clone(),
-                    state: Mutex::new(State::default()),
-                    freed: Condvar::new(),
-                })
-            })
-            .clone()
+        let mut pools = lock(&self.common.pools);
+        if let Some(p) = pools.get(file) {
+            return p.clone();
+        }
+        let pool = Arc::new(Pool {
+            name: name.to_owned(),
+            program: command.0,
+            args: command.1,
+            cwd: file.parent().unwrap_or(Path::new("/")).to_path_buf(),
+            common: self.common.clone(),
+            state: Mutex::new(State::default()),
+            freed: Notify::new(),
+        });
+        pools.insert(file.to_path_buf(), pool.clone());
+        pool
     }
 
     pub fn status(&self) -> Vec<PoolStatus> {
-        lock(&self.pools).values().map(|p| p.status()).collect()
+        self.all().iter().map(|p| p.status()).collect()
     }
 
-    fn sweep(&self) {
-        let pools: Vec<Arc<Pool>> = lock(&self.pools).values().cloned().collect();
-        for p in pools {
-            p.sweep();
+    /// Worker processes alive or starting in all pools.
+    pub fn total(&self) -> usize {
+        self.common.total.load(Ordering::Relaxed)
+    }
+
+    fn all(&self) -> Vec<Arc<Pool>> {
+        lock(&self.common.pools).values().cloned().collect()
+    }
+
+    /// Retires idle and dead workers and keeps each pool's minimum warm; runs in a
+    /// loop every [`SWEEP_EVERY`].
+    pub async fn sweep(&self) {
+        for p in self.all() {
+            p.sweep().await;
         }
     }
 
-    /// Stops every worker: idle ones now, busy ones as their requests end.
+    pub fn stopping(&self) -> bool {
+        self.common.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Stops every idle worker (busy ones go as their requests end): SIGTERM to all,
+    /// up to the grace period for all of them together, then SIGKILL. Runs outside
+    /// the loops, at shutdown.
     pub fn shutdown(&self) {
         self.common.stopping.store(true, Ordering::SeqCst);
-        let pools: Vec<Arc<Pool>> = lock(&self.pools).values().cloned().collect();
         let mut leaving = Vec::new();
-        for p in pools {
+        for p in self.all() {
             let mut st = lock(&p.state);
             st.total -= st.idle.len();
             leaving.append(&mut st.idle);
-            p.freed.notify_all();
+            p.freed.notify_waiters();
         }
-        // In parallel: each may take the whole grace period to go.
-        let handles: Vec<_> = leaving
-            .into_iter()
-            .map(|w| std::thread::spawn(move || w.retire_now()))
-            .collect();
-        for h in handles {
-            let _ = h.join();
+        let mut children = Vec::new();
+        for w in leaving {
+            let Worker {
+                child,
+                stream,
+                socket,
+                limits,
+                ..
+            } = w;
+            // Close our connection first: php-cgi and flup finish the connection they
+            // are on before honouring SIGTERM.
+            drop(stream);
+            let _ = std::fs::remove_file(&socket);
+            child.signal_group(libc::SIGTERM);
+            children.push((child, limits));
+            self.common.total.fetch_sub(1, Ordering::AcqRel);
         }
+        let until = Instant::now() + RETIRE_GRACE;
+        for (child, _) in &children {
+            child.wait_exit_blocking(until.saturating_duration_since(Instant::now()));
+        }
+        for (mut child, limits) in children {
+            child.reap();
+            drop(limits);
+        }
+        self.common.room.notify_waiters();
     }
 
     /// Removes the sockets directory now: the binary exits without dropping the
@@ -187,6 +273,9 @@ impl Pools {
     /// would never run.
     pub fn remove_sockets(&self) {
         let _ = std::fs::remove_dir_all(self.common.sockets.path());
+        // The pools hold the common state: let go of them so nothing outlives the
+        // server.
+        lock(&self.common.pools).clear();
     }
 }
 
@@ -201,7 +290,8 @@ pub struct Pool {
     cwd: PathBuf,
     common: Arc<Common>,
     state: Mutex<State>,
-    freed: Condvar,
+    /// Woken when a worker of this pool comes free or goes.
+    freed: Notify,
 }
 
 #[derive(Default)]
@@ -215,7 +305,7 @@ struct State {
     failures: u32,
     retry_at: Option<Instant>,
     last_failure: Option<String>,
-    /// Requests blocked in `acquire`; nobody to wake means no wake-up call.
+    /// Requests waiting in `acquire`; nobody to wake means no wake-up call.
     waiting: usize,
     /// Workers out on a request: pid → (requests served, since when).
     busy: HashMap<i32, (u64, Instant)>,
@@ -232,78 +322,187 @@ pub enum Verdict {
     Failed,
 }
 
+/// What `acquire` does after looking at the pool.
+enum Step {
+    Take(Box<Worker>),
+    Start,
+    /// No room under `--workers-total`: make some, or wait for it.
+    NeedRoom,
+    Wait(Instant),
+}
+
+/// Counts a request in `waiting` for as long as it waits, however the wait ends.
+struct Waiting<'a>(&'a Pool);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).waiting -= 1;
+    }
+}
+
 impl Pool {
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Takes an idle worker, starts one if below the maximum, or waits up to the
-    /// configured bound for one to come free (then 503).
-    pub fn acquire(&self) -> Result<Worker, Error> {
+    /// Takes an idle worker, starts one if below the maximums, or waits (in the loop)
+    /// up to `--worker-wait` for one to come free, then 503. While a failing program
+    /// is backed off, requests get 503 at once.
+    pub async fn acquire(&self) -> Result<Worker, Error> {
         let started = Instant::now();
         let until = started + self.common.settings.wait;
-        let mut st = lock(&self.state);
+        let here = event_loop::current();
+        let mut short_of_room = false;
         loop {
-            if self.common.stopping.load(Ordering::Relaxed) {
-                return Err(Error::Overloaded("server shutting down"));
-            }
-            while let Some(mut w) = st.idle.pop() {
-                // EOF on the kept connection while idle: the worker left (php-cgi does
-                // after PHP_FCGI_MAX_REQUESTS); the request never reached it. A close
-                // that races our first write shows as a failed write instead.
-                if w.stream.idle_check() {
-                    st.busy.insert(w.pid, (w.served, Instant::now()));
-                    return Ok(w);
+            let freed = pin!(self.freed.notified());
+            let room = pin!(self.common.room.notified());
+            let (mut freed, mut room) = (freed, room);
+            freed.as_mut().enable();
+            room.as_mut().enable();
+            match self.next_step(started, until, here, short_of_room)? {
+                Step::Take(w) => return self.take(*w, here),
+                Step::Start => return self.start().await,
+                Step::NeedRoom => {
+                    if self.common.evict_idle(self) {
+                        continue;
+                    }
+                    short_of_room = true;
+                    continue;
                 }
-                st.total -= 1;
-                w.retire();
+                Step::Wait(wake) => {
+                    let _waiting = Waiting(self);
+                    tokio::select! {
+                        _ = freed => {}
+                        _ = room => {}
+                        _ = tokio::time::sleep_until(wake.into()) => {}
+                    }
+                }
             }
-            let now = Instant::now();
-            let throttled = st.retry_at.is_some_and(|t| now < t);
-            // Alone in the queue: wait a moment for the worker that is about to be
-            // released. Others waiting too: the pool is short, so grow it now.
-            let patient = st.total > 0 && st.waiting == 0 && now < started + SPAWN_DELAY;
-            if st.total < self.common.settings.max.max(1) && !throttled && !patient {
+        }
+    }
+
+    /// Decides under the lock; waiting and starting happen outside it.
+    fn next_step(
+        &self,
+        started: Instant,
+        until: Instant,
+        here: usize,
+        short_of_room: bool,
+    ) -> Result<Step, Error> {
+        let settings = &self.common.settings;
+        let mut st = lock(&self.state);
+        if self.common.stopping.load(Ordering::Relaxed) {
+            return Err(Error::Overloaded("server shutting down".into()));
+        }
+        while let Some(mut w) = take_idle(&mut st.idle, here) {
+            // EOF on the kept connection while idle: the worker left (php-cgi does
+            // after PHP_FCGI_MAX_REQUESTS); the request never reached it. A close that
+            // races our first write shows as a failed write instead.
+            if w.stream.idle_check() {
+                st.busy.insert(w.pid, (w.served, Instant::now()));
+                return Ok(Step::Take(Box::new(w)));
+            }
+            st.total -= 1;
+            if w.served == 0 {
+                let why = w
+                    .output
+                    .last_words("closed its connection before any request");
+                self.record_failure(&mut st, &why);
+            }
+            drop(st);
+            w.retire(&self.common);
+            st = lock(&self.state);
+        }
+        let now = Instant::now();
+        if let Some(retry) = st.retry_at.filter(|&t| now < t) {
+            // A failing program: no start now, and no point waiting for one.
+            if st.total == 0 || st.idle.is_empty() && st.busy.is_empty() {
+                let why = st.last_failure.clone().unwrap_or_default();
+                return Err(Error::WorkerFailing {
+                    why: format!(
+                        "{} is failing ({why}); not restarting it for another {:.1}s",
+                        self.name,
+                        (retry - now).as_secs_f64()
+                    ),
+                    retry_after: retry - now,
+                });
+            }
+        }
+        let throttled = st.retry_at.is_some_and(|t| now < t);
+        // Alone in the queue: wait a moment for the worker that is about to be
+        // released. Others waiting too: the pool is short, so grow it now.
+        let patient = st.total > 0 && st.waiting == 0 && now < started + SPAWN_DELAY;
+        if st.total < settings.max.max(1) && !throttled && !patient {
+            if self.common.reserve() {
                 st.total += 1;
                 st.spawned += 1;
-                drop(st);
-                return self
-                    .spawn()
-                    .inspect(|w| {
-                        lock(&self.state).busy.insert(w.pid, (0, Instant::now()));
-                    })
-                    .inspect_err(|e| {
-                        let mut st = lock(&self.state);
-                        st.total -= 1;
-                        self.record_failure(&mut st, &e.to_string());
-                        self.freed.notify_one();
-                    });
+                return Ok(Step::Start);
             }
-            if throttled && st.total == 0 {
-                let why = st.last_failure.clone().unwrap_or_default();
-                let left = st.retry_at.map_or(Duration::ZERO, |t| t - now);
-                return Err(Error::WorkerFailing(format!(
-                    "{} is failing ({why}); not restarting it for another {:.1}s",
+            if !short_of_room {
+                return Ok(Step::NeedRoom);
+            }
+        }
+        if now >= until {
+            return Err(Error::Overloaded(if short_of_room {
+                format!(
+                    "all {} FastCGI workers busy (--workers-total)",
+                    settings.total
+                )
+            } else {
+                format!(
+                    "no {} worker free within {} (--workers-max {}, --worker-wait)",
                     self.name,
-                    left.as_secs_f64()
-                )));
+                    humantime::format_duration(settings.wait),
+                    settings.max
+                )
+            }));
+        }
+        let mut wake = match st.retry_at {
+            Some(t) if t > now => t.min(until),
+            _ => until,
+        };
+        if patient {
+            wake = wake.min(started + SPAWN_DELAY);
+        }
+        st.waiting += 1;
+        Ok(Step::Wait(wake))
+    }
+
+    /// Hands out an idle worker, moving its connection into this thread's loop.
+    fn take(&self, mut w: Worker, here: usize) -> Result<Worker, Error> {
+        if w.home != here {
+            if let Err(e) = w.stream.rehome() {
+                self.release(w, Verdict::Retire, None);
+                return Err(Error::Internal(e));
             }
-            let mut wake = match st.retry_at {
-                Some(t) if t > now => t.min(until),
-                _ => until,
-            };
-            if patient {
-                wake = wake.min(started + SPAWN_DELAY);
+            w.home = here;
+        }
+        Ok(w)
+    }
+
+    /// Starts a worker for a request that is waiting for it.
+    async fn start(&self) -> Result<Worker, Error> {
+        match self.spawn() {
+            Ok(w) => {
+                lock(&self.state).busy.insert(w.pid, (0, Instant::now()));
+                Ok(w)
             }
-            if now >= until {
-                return Err(Error::Overloaded("no FastCGI worker free in time"));
+            Err((e, watch)) => {
+                let why = match &watch {
+                    Some(watch) => watch.reason(&e.to_string()).await,
+                    None => e.to_string(),
+                };
+                let mut st = lock(&self.state);
+                st.total -= 1;
+                self.record_failure(&mut st, &why);
+                drop(st);
+                self.common.unreserve();
+                self.freed.notify_one();
+                Err(match e {
+                    Error::WorkerLost(_) => Error::WorkerLost(why),
+                    other => other,
+                })
             }
-            st.waiting += 1;
-            st = self
-                .freed
-                .wait_timeout(st, wake - now)
-                .map_or_else(|p| p.into_inner().0, |(g, _)| g);
-            st.waiting -= 1;
         }
     }
 
@@ -324,7 +523,7 @@ impl Pool {
                 if recycle || self.common.stopping.load(Ordering::Relaxed) {
                     st.total -= 1;
                     drop(st);
-                    w.retire();
+                    w.retire(&self.common);
                 } else {
                     st.idle.push(w);
                 }
@@ -335,7 +534,7 @@ impl Pool {
                     self.record_failure(&mut st, why.unwrap_or("no answer"));
                 }
                 drop(st);
-                w.retire();
+                w.retire(&self.common);
             }
         }
         if wake {
@@ -343,6 +542,8 @@ impl Pool {
         }
     }
 
+    /// One more consecutive failure: the next start waits twice as long as the last
+    /// (up to a cap). Only a worker that answers resets it.
     fn record_failure(&self, st: &mut State, why: &str) {
         st.failures += 1;
         let backoff = BACKOFF_FIRST
@@ -357,23 +558,22 @@ impl Pool {
         ));
     }
 
-    fn spawn(&self) -> Result<Worker, Error> {
+    /// Starts one worker process and connects to it. On failure, also gives back what
+    /// watches the process's output (if it got that far) to explain the failure.
+    fn spawn(&self) -> Result<Worker, (Error, Option<Arc<OutputWatch>>)> {
         let started = Instant::now();
-        let n = self.common.next_worker.fetch_add(1, Ordering::Relaxed);
-        let socket = self.common.sockets.path().join(format!("w{n}.sock"));
-        let listener = UnixListener::bind(&socket).map_err(Error::Internal)?;
-        let (out_r, out_w) = std::io::pipe().map_err(Error::Internal)?;
-        let (err_r, err_w) = std::io::pipe().map_err(Error::Internal)?;
-        let limits = self.common.limits.for_process().map_err(Error::Internal)?;
+        let common = &self.common;
+        let n = common.next_worker.fetch_add(1, Ordering::Relaxed);
+        let socket = common.sockets.path().join(format!("w{n}.sock"));
+        let internal = |e: io::Error| (Error::Internal(e), None);
+        let listener = UnixListener::bind(&socket).map_err(internal)?;
+        let (out_r, out_w) = std::io::pipe().map_err(internal)?;
+        let (err_r, err_w) = std::io::pipe().map_err(internal)?;
+        let limits = common.limits.for_process().map_err(internal)?;
         let mut cmd = std::process::Command::new(&self.program);
         cmd.args(&self.args)
             .env_clear()
-            .envs(
-                self.common
-                    .env
-                    .iter()
-                    .map(|(k, v)| (k, OsStr::from_bytes(v))),
-            )
+            .envs(common.env.iter().map(|(k, v)| (k, OsStr::from_bytes(v))))
             .current_dir(&self.cwd)
             .process_group(0)
             .stdin(Stdio::from(OwnedFd::from(listener)))
@@ -384,37 +584,40 @@ impl Pool {
             // SAFETY: `apply` only makes async-signal-safe calls on prepared data.
             unsafe { cmd.pre_exec(move || side.apply()) };
         }
-        crate::cgi::spawn::default_signals(&mut cmd);
-        let child = crate::cgi::spawn::retry_text_busy(|| cmd.spawn())
-            .map_err(|e| Error::Spawn(e.into()))?;
+        crate::spawn::default_signals(&mut cmd);
+        let child = crate::spawn::retry_text_busy(|| cmd.spawn())
+            .map_err(|e| (Error::Spawn(e.into()), None))?;
         drop(cmd);
         let pid = child.id() as i32;
-        let child = Child::adopt(pid, self.common.registry.clone());
-        let output = Arc::new(OutputWatch::default());
+        let child = Child::adopt(pid, common.registry.clone());
         let tag = format!("[fcgi {} pid {pid}]", self.name);
-        let log = &self.common.log;
+        let output = Arc::new(OutputWatch::default());
         watch_output(
             [OwnedFd::from(out_r), OwnedFd::from(err_r)],
             [
-                ScriptLog::for_stream(tag.clone(), log.clone(), "stdout"),
-                ScriptLog::new(tag.clone(), log.clone()),
+                ScriptLog::for_stream(tag.clone(), common.log.clone(), "stdout"),
+                ScriptLog::new(tag.clone(), common.log.clone()),
             ],
             output.clone(),
         );
-        let stream = match UnixStream::connect(&socket) {
-            Ok(s) => Stream::Unix(s),
+        let connected = UnixStream::connect(&socket).and_then(|s| StdStream::Unix(s).into_loop());
+        let stream = match connected {
+            Ok(s) => s,
             Err(e) => {
                 // Gone before it could accept: the listening socket died with it.
-                let why = failure_reason(&child, &output, &format!("could not connect: {e}"));
                 let _ = std::fs::remove_file(&socket);
-                return Err(Error::WorkerLost(why));
+                output.set_child(child);
+                return Err((
+                    Error::WorkerLost(format!("could not connect: {e}")),
+                    Some(output),
+                ));
             }
         };
-        stream.set_nonblocking().map_err(Error::Internal)?;
         Ok(Worker {
             pid,
             child,
             stream,
+            home: event_loop::current(),
             socket,
             served: 0,
             last_used: Instant::now(),
@@ -426,7 +629,37 @@ impl Pool {
         })
     }
 
-    fn sweep(&self) {
+    async fn sweep(&self) {
+        let (leaving, warm) = self.sweep_idle();
+        for w in leaving {
+            w.retire(&self.common);
+        }
+        if !warm {
+            return;
+        }
+        // Keep the minimum warm.
+        match self.spawn() {
+            Ok(w) => {
+                lock(&self.state).idle.insert(0, w);
+                self.freed.notify_one();
+            }
+            Err((e, watch)) => {
+                let why = match &watch {
+                    Some(watch) => watch.reason(&e.to_string()).await,
+                    None => e.to_string(),
+                };
+                let mut st = lock(&self.state);
+                st.total -= 1;
+                self.record_failure(&mut st, &why);
+                drop(st);
+                self.common.unreserve();
+            }
+        }
+    }
+
+    /// Takes out idle workers past `--worker-idle` and dead ones; says whether a
+    /// worker is to start to keep the minimum (it is counted already).
+    fn sweep_idle(&self) -> (Vec<Worker>, bool) {
         let settings = &self.common.settings;
         let mut st = lock(&self.state);
         let mut leaving = Vec::new();
@@ -440,42 +673,29 @@ impl Pool {
             leaving.push(st.idle.remove(0));
             st.total -= 1;
         }
-        let mut dead = Vec::new();
         for mut w in std::mem::take(&mut st.idle) {
             if w.usable() {
                 st.idle.push(w);
-            } else {
-                dead.push(w);
+                continue;
             }
+            st.total -= 1;
+            // A worker that dies before its first request failed, like one that dies
+            // answering it: otherwise a broken program kept warm by --workers-min
+            // would be restarted as fast as the sweep runs.
+            if w.served == 0 {
+                let why = w.output.last_words("exited before any request");
+                self.record_failure(&mut st, &why);
+            }
+            leaving.push(w);
         }
-        st.total -= dead.len();
-        let want = settings.min.saturating_sub(st.total);
         let throttled = st.retry_at.is_some_and(|t| Instant::now() < t);
-        drop(st);
-        for w in leaving.into_iter().chain(dead) {
-            w.retire();
-        }
-        if want > 0 && !throttled && !self.common.stopping.load(Ordering::Relaxed) {
-            // Keep the minimum warm.
-            let mut st = lock(&self.state);
+        let stopping = self.common.stopping.load(Ordering::Relaxed);
+        let warm = st.total < settings.min && !throttled && !stopping && self.common.reserve();
+        if warm {
             st.total += 1;
             st.spawned += 1;
-            drop(st);
-            match self.spawn() {
-                Ok(w) => self.release_new(w),
-                Err(e) => {
-                    let mut st = lock(&self.state);
-                    st.total -= 1;
-                    self.record_failure(&mut st, &e.to_string());
-                }
-            }
         }
-    }
-
-    /// A fresh worker straight into the idle list.
-    fn release_new(&self, w: Worker) {
-        lock(&self.state).idle.insert(0, w);
-        self.freed.notify_one();
+        (leaving, warm)
     }
 
     fn status(&self) -> PoolStatus {
@@ -509,11 +729,22 @@ impl Pool {
     }
 }
 
+/// The idle worker to use next: the most recently used one whose connection lives in
+/// this loop, else the most recently used one.
+fn take_idle(idle: &mut Vec<Worker>, here: usize) -> Option<Worker> {
+    match idle.iter().rposition(|w| w.home == here) {
+        Some(i) => Some(idle.remove(i)),
+        None => idle.pop(),
+    }
+}
+
 /// One FastCGI worker process and our kept connection to it.
 pub struct Worker {
     pub pid: i32,
     child: Child,
     pub stream: Stream,
+    /// The loop the connection is registered with.
+    home: usize,
     socket: PathBuf,
     /// Requests answered.
     pub served: u64,
@@ -535,18 +766,27 @@ impl Worker {
     }
 
     /// Why a worker that never answered failed, in words a user can act on.
-    pub fn failure_reason(&self, what: &str) -> String {
-        failure_reason(&self.child, &self.output, what)
+    pub async fn failure_reason(&self, what: &str) -> String {
+        self.child.wait_exit(LAST_WORDS_WAIT).await;
+        let exited = self
+            .child
+            .has_exited()
+            .then(|| match self.child.killed_by() {
+                Some(s) => format!("; it was killed by signal {s}"),
+                None => "; it exited".to_owned(),
+            });
+        self.output
+            .describe(&format!("{what}{}", exited.unwrap_or_default()))
+            .await
     }
 
-    /// SIGTERM, then SIGKILL after a grace period, in the background.
-    fn retire(self) {
-        let _ = std::thread::Builder::new()
-            .name("fcgi-retire".into())
-            .spawn(move || self.retire_now());
+    /// SIGTERM, then SIGKILL after a grace period, in the background of this loop.
+    fn retire(self, common: &Common) {
+        common.unreserve();
+        tokio::spawn(self.retire_now());
     }
 
-    fn retire_now(self) {
+    async fn retire_now(self) {
         let Worker {
             mut child,
             stream,
@@ -558,7 +798,7 @@ impl Worker {
         // on before honouring SIGTERM.
         drop(stream);
         let _ = std::fs::remove_file(&socket);
-        child.terminate(RETIRE_GRACE);
+        child.terminate(RETIRE_GRACE).await;
         drop(limits);
     }
 }
@@ -578,84 +818,151 @@ fn describe_values(pairs: &[(Vec<u8>, Vec<u8>)]) -> String {
         .join(", ")
 }
 
-/// Why a worker that never answered failed, in words a user can act on.
-fn failure_reason(child: &Child, output: &OutputWatch, what: &str) -> String {
-    let exited = child
-        .wait_exit(Duration::from_millis(200))
-        .then(|| child.killed_by())
-        .map(|sig| match sig {
-            Some(s) => format!("; it was killed by signal {s}"),
-            None => "; it exited".to_owned(),
-        })
-        .unwrap_or_default();
-    if !exited.is_empty() {
-        // Let the watcher read what the program printed before judging it.
-        let until = Instant::now() + Duration::from_millis(200);
-        while !output.done.load(Ordering::Acquire) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    let stdout = if output.wrote_stdout.load(Ordering::Relaxed) {
-        " and wrote to stdout, so it looks like a CGI script, not a FastCGI program (run it under /cgi-bin/)"
-    } else {
-        ""
-    };
-    format!("{what}{exited}{stdout}")
-}
-
-/// Logs what a worker writes to stdout and stderr, line by line, in a thread that
-/// ends when the worker does. Anything on stdout marks it as not a FastCGI program.
 /// What the output watcher has seen of a worker.
 #[derive(Default)]
 struct OutputWatch {
     wrote_stdout: AtomicBool,
+    /// The last line it wrote to stderr (its last words, when it dies at start).
+    last_stderr: Mutex<Option<String>>,
     /// Both pipes reached end of file.
     done: AtomicBool,
+    ended: Notify,
+    /// A worker that failed before it was handed out, kept until it is judged.
+    child: Mutex<Option<Child>>,
 }
 
-fn watch_output(fds: [OwnedFd; 2], mut logs: [ScriptLog; 2], output: Arc<OutputWatch>) {
-    let _ = std::thread::Builder::new()
-        .name("fcgi-output".into())
-        .spawn(move || {
-            let mut files: Vec<Option<File>> =
-                fds.into_iter().map(|f| Some(File::from(f))).collect();
-            let mut buf = [0u8; 8192];
-            let mut revents = Vec::new();
-            while files.iter().any(Option::is_some) {
-                let set: Vec<sys::Interest> = files
+impl OutputWatch {
+    fn set_child(&self, child: Child) {
+        *lock(&self.child) = Some(child);
+    }
+
+    /// Why a worker that failed to start failed: waits briefly for it to exit and for
+    /// its output, then says what it showed.
+    async fn reason(&self, what: &str) -> String {
+        let child = lock(&self.child).take();
+        let exited = match child {
+            Some(mut child) => {
+                child.wait_exit(LAST_WORDS_WAIT).await;
+                let e = child.has_exited().then(|| match child.killed_by() {
+                    Some(s) => format!("; it was killed by signal {s}"),
+                    None => "; it exited".to_owned(),
+                });
+                child.reap();
+                e
+            }
+            None => None,
+        };
+        self.describe(&format!("{what}{}", exited.unwrap_or_default()))
+            .await
+    }
+
+    /// `what`, plus what the worker's output says about it.
+    async fn describe(&self, what: &str) -> String {
+        if !self.done.load(Ordering::Acquire) {
+            let ended = self.ended.notified();
+            let _ = tokio::time::timeout(LAST_WORDS_WAIT, ended).await;
+        }
+        self.last_words(what)
+    }
+
+    /// `what`, plus its last stderr line and whether it wrote to stdout, as known now.
+    fn last_words(&self, what: &str) -> String {
+        let mut out = what.to_owned();
+        if let Some(line) = lock(&self.last_stderr).as_deref() {
+            out.push_str(&format!("; its last words on stderr: {line:?}"));
+        }
+        if self.wrote_stdout.load(Ordering::Relaxed) {
+            out.push_str(
+                " and it wrote to stdout, so it looks like a CGI script, not a FastCGI program (run it under /cgi-bin/)",
+            );
+        }
+        out
+    }
+}
+
+/// Logs what a worker writes to stdout and stderr, line by line, in a task of this
+/// loop that ends when the worker's pipes do. Anything on stdout marks it as not a
+/// FastCGI program.
+fn watch_output(fds: [OwnedFd; 2], logs: [ScriptLog; 2], output: Arc<OutputWatch>) {
+    let pipes: Vec<io::Result<pipe::Receiver>> = fds
+        .into_iter()
+        .map(|fd| {
+            crate::sys::set_nonblocking(std::os::fd::AsFd::as_fd(&fd))?;
+            pipe::Receiver::from_owned_fd_unchecked(fd)
+        })
+        .collect();
+    let [stdout_log, stderr_log] = logs;
+    let mut it = pipes.into_iter();
+    let (Some(Ok(out)), Some(Ok(err))) = (it.next(), it.next()) else {
+        output.done.store(true, Ordering::Release);
+        return;
+    };
+    tokio::spawn(async move {
+        let mut logs = [stdout_log, stderr_log];
+        let mut open = [Some(out), Some(err)];
+        let mut buf = [0u8; 8192];
+        let mut line = Vec::new();
+        while open.iter().any(Option::is_some) {
+            std::future::poll_fn(|cx| {
+                let ready = open
                     .iter()
                     .flatten()
-                    .map(|f| sys::Interest {
-                        fd: f.as_fd().as_raw_fd(),
-                        events: sys::READ,
-                    })
-                    .collect();
-                if sys::poll(&set, None, &mut revents).is_err() {
-                    break;
+                    .any(|p| p.poll_read_ready(cx).is_ready());
+                if ready {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
                 }
-                for (i, slot) in files.iter_mut().enumerate() {
-                    let Some(f) = slot else { continue };
-                    let ready = set
-                        .iter()
-                        .position(|s| s.fd == f.as_raw_fd())
-                        .is_some_and(|k| revents.get(k).is_some_and(|&r| r != 0));
-                    if !ready {
-                        continue;
-                    }
-                    match f.read(&mut buf) {
-                        Ok(0) | Err(_) => *slot = None,
+            })
+            .await;
+            for (i, slot) in open.iter_mut().enumerate() {
+                let Some(p) = slot else { continue };
+                loop {
+                    match p.try_read(&mut buf) {
+                        Ok(0) => {
+                            *slot = None;
+                            break;
+                        }
                         Ok(n) => {
                             if i == 0 {
                                 output.wrote_stdout.store(true, Ordering::Relaxed);
+                            } else {
+                                remember_last_line(&output, &mut line, &buf[..n]);
                             }
                             logs[i].write(&buf[..n]);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => {
+                            *slot = None;
+                            break;
                         }
                     }
                 }
             }
-            for log in &mut logs {
-                log.finish();
+        }
+        for log in &mut logs {
+            log.finish();
+        }
+        if !line.is_empty() {
+            *lock(&output.last_stderr) = Some(String::from_utf8_lossy(&line).into_owned());
+        }
+        output.done.store(true, Ordering::Release);
+        output.ended.notify_waiters();
+    });
+}
+
+/// Keeps the last complete (or trailing) stderr line, trimmed, at most 200 bytes.
+fn remember_last_line(output: &OutputWatch, partial: &mut Vec<u8>, data: &[u8]) {
+    for &b in data {
+        if b == b'\n' {
+            let text = String::from_utf8_lossy(partial).trim().to_owned();
+            if !text.is_empty() {
+                *lock(&output.last_stderr) = Some(text);
             }
-            output.done.store(true, Ordering::Release);
-        });
+            partial.clear();
+        } else if partial.len() < 200 {
+            partial.push(b);
+        }
+    }
 }

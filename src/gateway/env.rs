@@ -1,10 +1,11 @@
 //! Request → RFC 3875 meta-variables (§4.1) and command-line words (§4.4); pure, and
 //! the one builder both CGI and FastCGI use.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 
 use crate::http::head::Request;
+use crate::net::Endpoints;
 use crate::route::Script;
 
 /// A script's environment in order: (name, value bytes).
@@ -21,13 +22,6 @@ pub struct Site {
     /// `--env` and `--pass-env`, already resolved; they win over our defaults.
     pub extra: MetaVars,
     pub pass_authorization: bool,
-}
-
-/// The two ends of the client connection.
-#[derive(Debug, Clone, Copy)]
-pub struct Endpoints {
-    pub remote: SocketAddr,
-    pub local: SocketAddr,
 }
 
 /// Builds the environment for `script` answering `req`. `content_length` is the body's
@@ -131,11 +125,7 @@ fn auth_scheme(value: &[u8]) -> Option<&[u8]> {
         .position(|&b| b == b' ' || b == b'\t')
         .unwrap_or(value.len());
     let scheme = &value[..end];
-    (!scheme.is_empty()
-        && scheme
-            .iter()
-            .all(|&b| crate::gateway::response::is_token(b)))
-    .then_some(scheme)
+    (!scheme.is_empty() && scheme.iter().all(|&b| crate::http::head::is_token(b))).then_some(scheme)
 }
 
 /// Host without its port (RFC 3875 §4.1.14); IPv6 literals keep their brackets.
@@ -196,7 +186,7 @@ pub fn argv_from_query(method: &str, query: Option<&str>) -> Vec<Vec<u8>> {
 }
 
 fn percent_decode_word(w: &str) -> Option<Vec<u8>> {
-    crate::route::percent_decode(w.as_bytes()).filter(|word| !word.contains(&0))
+    crate::paths::percent_decode(w.as_bytes()).filter(|word| !word.contains(&0))
 }
 
 #[cfg(test)]

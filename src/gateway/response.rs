@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::http::head::{parse_decimal, trim};
+use crate::http::head::{is_token, parse_decimal, trim};
 
 /// Headers the server owns on the client connection; a script's copies are dropped.
 pub const HOP_BY_HOP: &[&str] = &[
@@ -185,10 +185,6 @@ fn split_field(line: &[u8]) -> Result<(&str, &[u8]), ResponseError> {
     }
     let name = std::str::from_utf8(name).map_err(|_| bad())?;
     Ok((name, value))
-}
-
-pub fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn parse_status(value: &[u8]) -> Result<(u16, Option<String>), ResponseError> {

@@ -16,7 +16,10 @@ pub enum BodyError {
     TooLarge,
     /// The client stopped sending before the body ended.
     Truncated,
-    TimedOut,
+    /// No body bytes came for this long (`--body-timeout`).
+    TimedOut(std::time::Duration),
+    /// The body was still arriving when the script's run time (`--timeout`) ran out.
+    TooSlow(std::time::Duration),
     Spool(String),
 }
 
@@ -26,7 +29,16 @@ impl fmt::Display for BodyError {
             BodyError::Malformed(what) => write!(f, "malformed chunked body: {what}"),
             BodyError::TooLarge => f.write_str("request body larger than --max-body"),
             BodyError::Truncated => f.write_str("client closed before the body ended"),
-            BodyError::TimedOut => f.write_str("timed out reading the request body"),
+            BodyError::TimedOut(d) => write!(
+                f,
+                "request body stalled: no bytes for {} (--body-timeout)",
+                humantime::format_duration(*d)
+            ),
+            BodyError::TooSlow(d) => write!(
+                f,
+                "request body still arriving after {} (--timeout)",
+                humantime::format_duration(*d)
+            ),
             BodyError::Spool(e) => write!(f, "cannot spool request body: {e}"),
         }
     }
@@ -273,7 +285,7 @@ fn skip_bws(mut s: &[u8]) -> &[u8] {
 
 fn token_len(s: &[u8]) -> usize {
     s.iter()
-        .take_while(|&&b| crate::gateway::response::is_token(b))
+        .take_while(|&&b| crate::http::head::is_token(b))
         .count()
 }
 

@@ -1,57 +1,83 @@
-//! One client connection: the socket, the bytes read ahead of the current request
-//! (a pipelined next request stays here), and what we know about its state.
+//! One client connection: the socket in the event loop, the bytes read ahead of the
+//! current request (a pipelined next request stays here), and sending under the
+//! client's deadlines. Every call either makes progress at once or waits in the loop;
+//! none holds a thread.
 
-use std::io::{self, Write};
-use std::net::TcpStream;
+use std::fs::File;
+use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-use crate::gateway::env::Endpoints;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use super::send::{SendClock, SendLimits, SendStall};
+use crate::net::Endpoints;
 use crate::sys;
 
 /// How much we try to read per call.
 const READ_CHUNK: usize = 32 * 1024;
+/// Most bytes read ahead of the request being answered.
+const READ_AHEAD: usize = 64 * 1024;
+
+/// What a look at the client's side of the connection found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Open,
+    Closed,
+    /// It keeps sending; we stopped reading ahead, so a close would go unseen.
+    Unwatchable,
+}
+
+/// Counts a connection as open for `--max-connections` until it is dropped.
+pub struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    /// Counts one more open connection, unless `max` are open already.
+    pub fn admit(count: &Arc<AtomicUsize>, max: usize) -> Option<Live> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()?;
+        Some(Live(count.clone()))
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a wait on the client ended without what we wanted.
+#[derive(Debug)]
+pub enum WaitError {
+    /// The deadline passed.
+    TimedOut,
+    /// The connection failed or the client closed it.
+    Gone(io::Error),
+}
 
 pub struct Conn {
-    pub stream: TcpStream,
+    stream: TcpStream,
     buf: Vec<u8>,
     pos: usize,
     pub ends: Endpoints,
     /// The client closed its sending side.
-    pub eof: bool,
-    /// False once the connection cannot carry another request (unread body, broken
-    /// response, `Connection: close`).
-    pub reusable: bool,
-    /// The current request's body has not been read to its end yet.
-    pub body_unread: bool,
-    /// When the first byte of the request head now being read arrived.
-    pub head_started: Option<Instant>,
-    /// Requests answered on this connection so far.
-    pub served: u64,
+    eof: bool,
     /// A buffer the relay reuses from request to request.
     pub scratch: Vec<u8>,
-    live: Option<Arc<AtomicUsize>>,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        if let Some(live) = &self.live {
-            live.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
+    _live: Option<Live>,
 }
 
 impl Conn {
-    /// Wraps an accepted socket; `live` counts open connections (decremented on drop).
-    pub fn new(
-        stream: TcpStream,
-        write_timeout: Duration,
-        live: Option<Arc<AtomicUsize>>,
-    ) -> io::Result<Conn> {
+    /// Wraps a socket accepted in this thread's event loop.
+    pub fn new(stream: TcpStream, live: Option<Live>) -> io::Result<Conn> {
         stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(write_timeout))?;
         let ends = Endpoints {
             remote: stream.peer_addr()?,
             local: stream.local_addr()?,
@@ -62,12 +88,8 @@ impl Conn {
             pos: 0,
             ends,
             eof: false,
-            reusable: true,
-            body_unread: false,
-            head_started: None,
-            served: 0,
             scratch: Vec::new(),
-            live,
+            _live: live,
         })
     }
 
@@ -88,9 +110,14 @@ impl Conn {
         }
     }
 
-    /// Reads what the socket has without blocking. `Ok(0)` means end of stream;
-    /// `WouldBlock` means nothing yet.
-    pub fn fill(&mut self) -> io::Result<usize> {
+    /// The client closed its sending side (all of its bytes have been read).
+    pub fn eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Reads what the socket has, without waiting. `Ok(0)` means end of stream;
+    /// `WouldBlock` means nothing yet (and the loop will say when there is).
+    pub fn try_fill(&mut self) -> io::Result<usize> {
         if self.eof {
             return Ok(0);
         }
@@ -98,33 +125,159 @@ impl Conn {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        match sys::recv_append(self.fd(), &mut self.buf, READ_CHUNK) {
-            Ok(0) => {
-                self.eof = true;
-                Ok(0)
+        let fd = self.fd();
+        let buf = &mut self.buf;
+        let n = self
+            .stream
+            .try_io(Interest::READABLE, || sys::recv_append(fd, buf, READ_CHUNK))?;
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+
+    /// Reads at least one byte (or the end of stream) before `deadline`.
+    pub async fn fill(&mut self, deadline: Instant) -> Result<usize, WaitError> {
+        loop {
+            match self.try_fill() {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(WaitError::Gone(e)),
             }
-            other => other,
+            let ready = tokio::time::timeout_at(deadline.into(), self.stream.readable()).await;
+            match ready {
+                Err(_) => return Err(WaitError::TimedOut),
+                Ok(Err(e)) => return Err(WaitError::Gone(e)),
+                Ok(Ok(())) => {}
+            }
         }
     }
 
-    /// Waits up to `timeout` for bytes (or EOF) to arrive.
-    pub fn wait_readable(&self, timeout: Duration) -> bool {
-        sys::wait_one(self.fd(), sys::READ, timeout).unwrap_or(true)
+    /// Registers `cx` for input (or a close) from the client.
+    pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.stream.poll_read_ready(cx).map(|_| ())
     }
 
-    /// Blocking write, bounded by the socket's write timeout.
-    pub fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        self.stream.write_all(data)
+    /// Registers `cx` for room in the socket's send buffer.
+    pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.stream.poll_write_ready(cx).map(|_| ())
+    }
+
+    /// Has the client closed or reset the connection? Reads what it sent meanwhile
+    /// (a pipelined request) into the buffer, so the loop only wakes again for news.
+    /// A client that sends more than `READ_AHEAD` cannot be watched this way.
+    pub fn peer_state(&mut self) -> Peer {
+        loop {
+            if self.eof {
+                return Peer::Closed;
+            }
+            if self.pending().len() >= READ_AHEAD {
+                return Peer::Unwatchable;
+            }
+            match self.try_fill() {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Peer::Open,
+                Err(_) => return Peer::Closed,
+            }
+        }
+    }
+
+    /// Sends what the socket takes now; `WouldBlock` when it takes nothing.
+    pub fn try_send(&self, data: &[u8]) -> io::Result<usize> {
+        let fd = self.fd();
+        self.stream
+            .try_io(Interest::WRITABLE, || sys::send_nonblocking(fd, data))
+    }
+
+    /// `sendfile(2)` of up to `count` bytes of `file` at `offset`; `WouldBlock` when
+    /// the socket takes nothing now.
+    pub fn try_sendfile(&self, file: &File, offset: u64, count: usize) -> io::Result<usize> {
+        let (out, input) = (self.fd(), file.as_raw_fd());
+        self.stream.try_io(Interest::WRITABLE, || {
+            sys::sendfile(out, input, offset, count)
+        })
+    }
+
+    /// Waits for room in the send buffer, judging the client on the way; a client
+    /// found too slow gets its connection reset when it closes.
+    pub async fn writable(&self, clock: &mut SendClock) -> Result<(), SendError> {
+        if let Err(stall) = clock.blocked(Instant::now(), self.unsent()) {
+            self.reset_on_close();
+            return Err(SendError::Stalled(stall));
+        }
+        match tokio::time::timeout_at(clock.deadline().into(), self.stream.writable()).await {
+            Err(_) => Ok(()),
+            Ok(Err(e)) => Err(SendError::Gone(e)),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Sends all of `data` within the client's deadlines.
+    pub async fn send_all(&self, mut data: &[u8], limits: SendLimits) -> Result<(), SendError> {
+        let mut clock = SendClock::new(limits, Instant::now());
+        while !data.is_empty() {
+            match self.try_send(data) {
+                Ok(n) => {
+                    clock.sent(n);
+                    data = &data[n..];
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable(&mut clock).await?;
+                }
+                Err(e) => return Err(SendError::Gone(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes the socket accepted that the client has not acknowledged yet
+    /// (SIOCOUTQ); `None` where the kernel will not say.
+    pub fn unsent(&self) -> Option<u64> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ writes one int through the pointer we pass.
+        let r = unsafe { libc::ioctl(self.fd(), libc::TIOCOUTQ, &mut n) };
+        (r == 0 && n >= 0).then_some(n as u64)
+    }
+
+    /// Makes the coming close a reset: what the kernel still holds for a client that
+    /// stopped reading is dropped at once instead of being retried for minutes.
+    pub fn reset_on_close(&self) {
+        let off = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on our own socket with a valid struct of the right size.
+        unsafe {
+            libc::setsockopt(
+                self.fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&off as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
     }
 
     /// Stops sending (FIN after what is queued) but keeps reading, so a client still
     /// sending a body gets our answer instead of a reset.
     pub fn shutdown_write(&self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        // SAFETY: shutdown(2) on our own socket; no memory is passed.
+        unsafe { libc::shutdown(self.fd(), libc::SHUT_WR) };
     }
+}
 
-    /// Sends what fits right now; for best-effort answers (408, 503) from the reactor.
-    pub fn try_send(&self, data: &[u8]) {
-        let _ = sys::send_nonblocking(self.fd(), data);
+/// Why sending to the client ended early.
+#[derive(Debug)]
+pub enum SendError {
+    Stalled(SendStall),
+    Gone(io::Error),
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Stalled(s) => s.fmt(f),
+            SendError::Gone(e) => e.fmt(f),
+        }
     }
 }

@@ -368,6 +368,12 @@ fn expectation(req: &Request) -> Result<bool, HeadError> {
     }
 }
 
+/// A `tchar` of RFC 9110 §5.6.2: the bytes a token (a header name, a method, a
+/// chunk extension's name) is made of.
+pub fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 pub fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
         return None;

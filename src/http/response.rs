@@ -60,11 +60,17 @@ pub enum BodyFraming {
 impl BodyFraming {
     /// Picks the framing for a response to `req`.
     pub fn choose(req: &Request, status: u16, length: Option<u64>) -> Self {
-        let bodyless = req.is_head() || status == 204 || status == 304 || status < 200;
+        Self::pick(req.version, req.is_head(), status, length)
+    }
+
+    /// Picks the framing for an answer of `status` to a request of `version` (a HEAD
+    /// request when `head`); `length` is the body's, when known.
+    pub fn pick(version: Version, head: bool, status: u16, length: Option<u64>) -> Self {
+        let bodyless = head || status == 204 || status == 304 || status < 200;
         match length {
             _ if bodyless => BodyFraming::Empty,
             Some(n) => BodyFraming::Length(n),
-            None if req.version == Version::Http11 => BodyFraming::Chunked,
+            None if version == Version::Http11 => BodyFraming::Chunked,
             None => BodyFraming::Close,
         }
     }
@@ -144,23 +150,7 @@ pub fn error_page_with(
     keep_alive: bool,
     version: Version,
 ) -> Vec<u8> {
-    let mut body = format!("{status} {}\n", reason(status));
-    if let Some(d) = detail {
-        body.push_str(d);
-        body.push('\n');
-    }
-    let mut headers = vec![(
-        "Content-Type".to_owned(),
-        b"text/plain; charset=utf-8".to_vec(),
-    )];
-    let has_allow = extra.iter().any(|(n, _)| n.eq_ignore_ascii_case("allow"));
-    headers.extend(extra);
-    if status == 405 && !has_allow {
-        headers.push((
-            "Allow".to_owned(),
-            b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS".to_vec(),
-        ));
-    }
+    let (headers, body) = error_parts(status, detail, extra);
     let mut out = Vec::with_capacity(256 + body.len());
     write_head(
         &mut out,
@@ -178,13 +168,142 @@ pub fn error_page_with(
     out
 }
 
-/// `len` in hex and CRLF: the start of one chunk.
-pub fn chunk_header(len: usize) -> Vec<u8> {
-    format!("{len:x}\r\n").into_bytes()
+/// The headers and short text body of an error answer.
+pub fn error_parts(
+    status: u16,
+    detail: Option<&str>,
+    extra: Vec<(String, Vec<u8>)>,
+) -> (Vec<(String, Vec<u8>)>, String) {
+    let mut body = format!("{status} {}\n", reason(status));
+    if let Some(d) = detail {
+        body.push_str(d);
+        body.push('\n');
+    }
+    let mut headers = vec![(
+        "Content-Type".to_owned(),
+        b"text/plain; charset=utf-8".to_vec(),
+    )];
+    let has_allow = extra.iter().any(|(n, _)| n.eq_ignore_ascii_case("allow"));
+    headers.extend(extra);
+    if status == 405 && !has_allow {
+        headers.push((
+            "Allow".to_owned(),
+            b"GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS".to_vec(),
+        ));
+    }
+    (headers, body)
 }
 
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Frames a response body as its head announced: chunked encoding, or never more
+/// than the announced length, or nothing at all for a bodiless answer.
+#[derive(Debug, Clone)]
+pub struct Framer {
+    framing: BodyFraming,
+    /// For a length-delimited body: bytes still owed.
+    left: u64,
+    /// Body bytes that went out (not counting framing).
+    pub body_bytes: u64,
+    /// Bytes given beyond the announced length, and dropped.
+    pub dropped: u64,
+}
+
+/// One piece of body, framed: `prefix`, then `data`, then `suffix`.
+pub struct Framed<'d> {
+    prefix: [u8; 18],
+    prefix_len: usize,
+    pub data: &'d [u8],
+    pub suffix: &'static [u8],
+}
+
+impl Framed<'_> {
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix[..self.prefix_len]
+    }
+}
+
+/// The body ended before the length its head announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShortBody(pub u64);
+
+impl Framer {
+    pub fn new(framing: BodyFraming) -> Framer {
+        Framer {
+            framing,
+            left: match framing {
+                BodyFraming::Length(n) => n,
+                _ => 0,
+            },
+            body_bytes: 0,
+            dropped: 0,
+        }
+    }
+
+    pub fn framing(&self) -> BodyFraming {
+        self.framing
+    }
+
+    /// Frames `data`; what the head said cannot be sent is dropped (and counted).
+    pub fn frame<'d>(&mut self, data: &'d [u8]) -> Framed<'d> {
+        let mut out = Framed {
+            prefix: [0; 18],
+            prefix_len: 0,
+            data: &[],
+            suffix: b"",
+        };
+        match self.framing {
+            _ if data.is_empty() => {}
+            BodyFraming::Empty => self.dropped += data.len() as u64,
+            BodyFraming::Length(_) => {
+                let n = data
+                    .len()
+                    .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+                self.left -= n as u64;
+                self.dropped += (data.len() - n) as u64;
+                out.data = &data[..n];
+            }
+            BodyFraming::Chunked => {
+                let mut prefix = std::io::Cursor::new(&mut out.prefix[..]);
+                let _ =
+                    std::io::Write::write_fmt(&mut prefix, format_args!("{:x}\r\n", data.len()));
+                out.prefix_len = prefix.position() as usize;
+                out.data = data;
+                out.suffix = b"\r\n";
+            }
+            BodyFraming::Close => out.data = data,
+        }
+        self.body_bytes += out.data.len() as u64;
+        out
+    }
+
+    /// `n` body bytes went out by other means (sendfile).
+    pub fn count_sent(&mut self, n: u64) {
+        if let BodyFraming::Length(_) = self.framing {
+            self.left = self.left.saturating_sub(n);
+        }
+        self.body_bytes += n;
+    }
+
+    /// What ends the body on the wire (the last chunk), or how much was missing.
+    pub fn finish(&self) -> Result<&'static [u8], ShortBody> {
+        match self.framing {
+            BodyFraming::Chunked => Ok(LAST_CHUNK),
+            BodyFraming::Length(_) if self.left > 0 => Err(ShortBody(self.left)),
+            _ => Ok(b""),
+        }
+    }
+
+    /// Has the client been given all the body it will wait for?
+    pub fn complete(&self) -> bool {
+        match self.framing {
+            BodyFraming::Empty => true,
+            BodyFraming::Length(_) => self.left == 0,
+            BodyFraming::Chunked | BodyFraming::Close => false,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -235,6 +354,34 @@ mod tests {
         assert!(text.contains("\r\nTransfer-Encoding: chunked\r\n"));
         assert!(!text.contains("Connection"));
         assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    fn framed(f: &mut Framer, data: &[u8]) -> Vec<u8> {
+        let p = f.frame(data);
+        [p.prefix(), p.data, p.suffix].concat()
+    }
+
+    #[test]
+    fn framing_bodies() {
+        let mut chunked = Framer::new(BodyFraming::Chunked);
+        assert_eq!(framed(&mut chunked, b"hello"), b"5\r\nhello\r\n");
+        assert_eq!(framed(&mut chunked, &[b'x'; 300])[..5], *b"12c\r\n");
+        assert_eq!(framed(&mut chunked, b""), b"");
+        assert_eq!(chunked.finish(), Ok(LAST_CHUNK));
+        assert_eq!(chunked.body_bytes, 305);
+
+        let mut length = Framer::new(BodyFraming::Length(4));
+        assert_eq!(framed(&mut length, b"abc"), b"abc");
+        assert!(!length.complete());
+        assert_eq!(length.finish(), Err(ShortBody(1)));
+        assert_eq!(framed(&mut length, b"defg"), b"d");
+        assert_eq!(length.dropped, 3);
+        assert!(length.complete());
+        assert_eq!(length.finish(), Ok(&b""[..]));
+
+        let mut empty = Framer::new(BodyFraming::Empty);
+        assert_eq!(framed(&mut empty, b"body of a HEAD"), b"");
+        assert!(empty.complete());
     }
 
     #[test]

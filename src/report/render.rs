@@ -12,8 +12,8 @@ use super::ladder::{Model, Rung};
 use super::plot::{self, Series};
 use super::spawn_cost::Cell;
 use super::sweep::{Run, mib, ms};
-use crate::cgi::spawn::SpawnMode;
 use crate::html::escape;
+use crate::spawn::SpawnMode;
 
 /// A table: header, rows, and which columns are numbers (right-aligned).
 #[derive(Debug, Clone, Default)]

@@ -1,14 +1,14 @@
 //! What starting one process costs, and how it grows with the parent: a trivial
 //! program is started with posix_spawn and with fork+exec (the server's own
-//! [`crate::cgi::spawn`]) while this process holds 0, 256 or 1024 MiB of touched
+//! [`crate::spawn`]) while this process holds 0, 256 or 1024 MiB of touched
 //! memory. fork copies the parent's page tables, so its cost grows with the parent;
 //! posix_spawn (vfork-style in glibc) does not.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cgi::spawn::{self, Command, Input, SpawnMode};
 use crate::gateway::env::{DEFAULT_PATH, MetaVars};
+use crate::spawn::{self, Command, Input, SpawnMode};
 
 /// One mode at one parent size.
 #[derive(Debug, Clone)]

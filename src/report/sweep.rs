@@ -71,9 +71,7 @@ pub fn server_config(
     let mut c = Config::new(&site.cgi_dir);
     c.document_root = Some(site.public.clone());
     c.error_log = target;
-    // One connection thread and one script slot per client, so neither limit is
-    // what the sweep measures.
-    c.threads = c.threads.max(clients + 8);
+    // One script slot per client, so the limit is not what the sweep measures.
     c.max_procs = c.max_procs.max(clients + 8);
     // A fixed pool, like gunicorn's and uvicorn's fixed worker count.
     c.workers.min = workers;
@@ -124,7 +122,7 @@ impl Target {
     fn spawned(&self) -> Option<u64> {
         match self {
             Target::Ours(r, _) => {
-                let s = crate::status::snapshot(r.shared()).spawns;
+                let s = r.shared().status_snapshot().spawns;
                 Some(s.cgi_total + s.workers_total)
             }
             Target::Theirs(_) => None,

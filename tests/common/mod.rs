@@ -38,7 +38,6 @@ impl TestServer {
         config.error_log = errors_target;
         config.access_log = Some(access_target);
         config.timeout = Duration::from_secs(10);
-        config.threads = 16;
         tune(&mut config);
         let running = Server::bind(config).expect("bind").start().expect("start");
         TestServer {

@@ -1,13 +1,16 @@
-//! A started script as a process group we own: exit detection through a pidfd,
-//! killing the whole group, reaping with `wait4` for its rusage, and the registry that
-//! lets shutdown kill every group still alive. Dropping a [`Child`] never leaves a
-//! zombie.
+//! A started script or worker as a process group we own: exit detection through a
+//! pidfd that the event loop watches, killing the whole group, reaping with `wait4` for
+//! its rusage, and the registry that lets shutdown kill every group still alive.
+//! Dropping a [`Child`] never leaves a zombie.
 
 use std::collections::HashSet;
 use std::fmt;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use tokio::io::unix::AsyncFd;
 
 use crate::sys;
 
@@ -65,20 +68,56 @@ impl fmt::Display for ExitInfo {
     }
 }
 
+/// How we learn that the leader exited.
+enum ExitWatch {
+    /// A pidfd in the event loop of the thread that adopted the child.
+    Loop(AsyncFd<OwnedFd>),
+    /// A pidfd outside any loop (shutdown paths); waited on with poll(2).
+    Plain(OwnedFd),
+    /// No pidfd (kernels before 5.3): polled every few milliseconds.
+    None,
+}
+
+impl ExitWatch {
+    fn raw(&self) -> Option<RawFd> {
+        match self {
+            ExitWatch::Loop(fd) => Some(fd.as_raw_fd()),
+            ExitWatch::Plain(fd) => Some(fd.as_raw_fd()),
+            ExitWatch::None => None,
+        }
+    }
+}
+
+/// Without a pidfd, how often exit is checked.
+const EXIT_POLL: Duration = Duration::from_millis(10);
+
 pub struct Child {
     pid: i32,
-    pidfd: Option<OwnedFd>,
+    watch: ExitWatch,
     registry: Arc<Registry>,
     exit: Option<ExitInfo>,
 }
 
 impl Child {
-    /// Takes ownership of the process group led by `pid` (it must be our child).
+    /// Takes ownership of the process group led by `pid` (it must be our child). Inside
+    /// an event loop its exit is watched by that loop.
     pub fn adopt(pid: i32, registry: Arc<Registry>) -> Child {
         registry.insert(pid);
+        let watch = match sys::pidfd_open(pid) {
+            Ok(fd) if tokio::runtime::Handle::try_current().is_ok() => {
+                // SAFETY: an OwnedFd we own stays open and the same until it drops.
+                match unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+                {
+                    Ok(fd) => ExitWatch::Loop(fd),
+                    Err(_) => ExitWatch::None,
+                }
+            }
+            Ok(fd) => ExitWatch::Plain(fd),
+            Err(_) => ExitWatch::None,
+        };
         Child {
             pid,
-            pidfd: sys::pidfd_open(pid).ok(),
+            watch,
             registry,
             exit: None,
         }
@@ -88,9 +127,23 @@ impl Child {
         self.pid
     }
 
-    /// Readable once the process has exited; `None` on kernels without pidfds.
-    pub fn exit_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.pidfd.as_ref().map(|f| f.as_fd())
+    /// Registers `cx` to be woken when the leader exits; ready once it has. Without a
+    /// loop-watched pidfd this is never ready: callers also wake on a timer.
+    pub fn poll_exit(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.exit.is_some() {
+            return Poll::Ready(());
+        }
+        match &self.watch {
+            // The pidfd stays readable once the process is gone, so readiness is never
+            // cleared: later polls are ready at once, as they should be.
+            ExitWatch::Loop(fd) => fd.poll_read_ready(cx).map(|_| ()),
+            _ => Poll::Pending,
+        }
+    }
+
+    /// When to look again if exit cannot be watched.
+    pub fn exit_poll_interval(&self) -> Option<Duration> {
+        matches!(self.watch, ExitWatch::None).then_some(EXIT_POLL)
     }
 
     /// Has the leader exited? Does not reap, so the group id stays reserved.
@@ -127,7 +180,8 @@ impl Child {
         }
     }
 
-    /// Kills what is left of the group and reaps the leader.
+    /// Kills what is left of the group and reaps the leader. The leader must have
+    /// exited or been sent SIGKILL (this waits for it).
     pub fn reap(&mut self) -> ExitInfo {
         if let Some(e) = self.exit {
             return e;
@@ -144,8 +198,29 @@ impl Child {
         e
     }
 
-    /// Waits up to `timeout` for the leader to exit by itself.
-    pub fn wait_exit(&self, timeout: Duration) -> bool {
+    /// Waits up to `timeout` for the leader to exit by itself, without holding the
+    /// thread: the loop watches the pidfd.
+    pub async fn wait_exit(&self, timeout: Duration) -> bool {
+        let until = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.has_exited() {
+                return true;
+            }
+            let step = match self.exit_poll_interval() {
+                Some(every) => tokio::time::timeout_at(until, tokio::time::sleep(every)).await,
+                None => {
+                    tokio::time::timeout_at(until, std::future::poll_fn(|cx| self.poll_exit(cx)))
+                        .await
+                }
+            };
+            if step.is_err() {
+                return self.has_exited();
+            }
+        }
+    }
+
+    /// Blocking wait, for the shutdown path that runs outside the loops.
+    pub fn wait_exit_blocking(&self, timeout: Duration) -> bool {
         let until = Instant::now() + timeout;
         loop {
             if self.has_exited() {
@@ -155,20 +230,29 @@ impl Child {
             if now >= until {
                 return false;
             }
-            match &self.pidfd {
+            match self.watch.raw() {
                 Some(fd) => {
-                    let _ = sys::wait_one(fd.as_raw_fd(), sys::READ, until - now);
+                    let _ = sys::wait_one(fd, sys::READ, until - now);
                 }
-                None => std::thread::sleep(Duration::from_millis(10).min(until - now)),
+                None => std::thread::sleep(EXIT_POLL.min(until - now)),
             }
         }
     }
 
     /// SIGTERM to the group, up to `grace` to go, then SIGKILL; reaps.
-    pub fn terminate(&mut self, grace: Duration) -> ExitInfo {
+    pub async fn terminate(&mut self, grace: Duration) -> ExitInfo {
         if !self.has_exited() {
             self.signal_group(libc::SIGTERM);
-            self.wait_exit(grace);
+            self.wait_exit(grace).await;
+        }
+        self.reap()
+    }
+
+    /// [`Child::terminate`] for the shutdown path outside the loops.
+    pub fn terminate_blocking(&mut self, grace: Duration) -> ExitInfo {
+        if !self.has_exited() {
+            self.signal_group(libc::SIGTERM);
+            self.wait_exit_blocking(grace);
         }
         self.reap()
     }
