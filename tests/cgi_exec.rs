@@ -509,3 +509,22 @@ fn client_leaving_after_a_complete_answer_does_not_kill_the_script() {
         s.error_log()
     );
 }
+
+#[test]
+fn output_past_the_scripts_own_content_length_is_dropped_with_a_log_line() {
+    let s = TestServer::start(&[(
+        "overlong",
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\nContent-Length: 5\\r\\n\\r\\nhello world'\n",
+    )]);
+    let r = s.get("/cgi-bin/overlong");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello");
+    assert!(
+        eventually(Duration::from_secs(2), || s
+            .log_lines_with("6 bytes past its own Content-Length")
+            .len()
+            == 1),
+        "{:#?}",
+        s.error_log()
+    );
+}

@@ -591,3 +591,50 @@ fn the_pool_grows_while_requests_queue() {
     let pools = s.running.as_ref().unwrap().shared().pools.status();
     assert!(pools[0].spawned >= 3, "{pools:?}");
 }
+
+#[test]
+fn a_program_failing_as_a_worker_backs_off_and_requests_get_503_at_once() {
+    // Not a FastCGI program, kept warm by --workers-min 1: before the back-off this
+    // was started nine times for requests at 0, 2 and 4 s.
+    let s = app_server(|c| c.workers.min = 1);
+    let mut statuses = Vec::new();
+    let started = Instant::now();
+    for at in [0u64, 2, 4] {
+        std::thread::sleep(
+            (started + Duration::from_secs(at)).saturating_duration_since(Instant::now()),
+        );
+        let asked = Instant::now();
+        let r = s.get("/fcgi-bin/hello");
+        statuses.push(r.status);
+        if r.status == 503 {
+            assert!(r.header("retry-after").is_some(), "{r:?}");
+            assert!(
+                asked.elapsed() < Duration::from_secs(1),
+                "a 503 must not wait"
+            );
+        }
+    }
+    assert!(
+        statuses.iter().all(|&s| s == 502 || s == 503),
+        "{statuses:?}"
+    );
+    let pools = s.running.as_ref().unwrap().shared().pools.status();
+    let hello = pools.iter().find(|p| p.name == "/fcgi-bin/hello").unwrap();
+    assert!(hello.spawned <= 5, "started {} times", hello.spawned);
+}
+
+#[test]
+fn a_worker_dying_at_start_shows_its_last_words_to_a_local_client() {
+    let s = TestServer::start(&[(
+        "noflup",
+        "#!/bin/sh\necho 'starting' >&2\necho 'FastCGI mode needs flup' >&2\nexit 1\n",
+    )]);
+    let r = s.get("/fcgi-bin/noflup");
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("FastCGI mode needs flup"), "{}", r.text());
+    assert!(
+        !s.log_lines_with("FastCGI mode needs flup").is_empty(),
+        "{:#?}",
+        s.error_log()
+    );
+}
