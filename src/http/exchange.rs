@@ -250,7 +250,18 @@ impl<'c> Exchange<'c> {
         length: Option<u64>,
     ) -> Vec<u8> {
         let framing = BodyFraming::pick(self.version, self.head_only, status, length);
-        if !framing.keeps_connection() || (self.body_unread() && !self.drains_body) {
+        if self.continue_ == Continue::Owed {
+            // The client still waits for `100 Continue`, which must not follow a final
+            // answer (RFC 9110 §10.1.1): its body will not come, so it is not waited
+            // for, and the connection closes after this answer.
+            self.continue_ = Continue::NotExpected;
+            self.incoming = Incoming::Broken;
+        }
+        let unread = match self.incoming {
+            Incoming::Broken => true,
+            _ => self.body_unread() && !self.drains_body,
+        };
+        if !framing.keeps_connection() || unread {
             self.keep_alive = false;
         }
         let mut out = Vec::with_capacity(512);
