@@ -56,6 +56,9 @@ pub enum Output {
     Data(usize),
     /// The output is complete.
     End,
+    /// No more output will come, but whether it ended well (the script exited, or
+    /// was killed mid-answer) is not known yet.
+    Ending,
     /// Nothing yet.
     Pending,
 }
@@ -191,10 +194,25 @@ impl Outcome {
 
 enum Phase {
     Head(Vec<u8>),
+    /// The head is parsed but not yet sent: if the output ends before it stalls, the
+    /// answer goes out with a Content-Length (so an HTTP/1.0 client keeps its
+    /// connection, and a crash can still become a 502).
+    Held(Held),
     Body,
     Raw,
     Discard,
 }
+
+struct Held {
+    status: u16,
+    reason: Option<String>,
+    headers: Vec<(String, Vec<u8>)>,
+    content_length: Option<u64>,
+    body: Vec<u8>,
+}
+
+/// Most body held back while waiting to see whether the output ends.
+const HOLD_MAX: usize = 64 * 1024;
 
 /// Runs the exchange to its end.
 pub async fn run(
@@ -318,6 +336,7 @@ impl Relay<'_> {
 
             // A few reads before writing, so output and its end (FastCGI often sends
             // STDOUT and END_REQUEST together) leave in one send.
+            let mut stalled = false;
             for _ in 0..4 {
                 if ended || !self.output_room(ex, s) {
                     break;
@@ -326,14 +345,22 @@ impl Relay<'_> {
                     Output::End => {
                         ended = true;
                         progress = true;
-                        self.finish_output(ex)?;
+                        self.finish_output(ex, s)?;
                     }
                     Output::Data(n) => {
                         progress = true;
                         self.take_output(&buf[..n], ex, s)?;
                     }
-                    Output::Pending => break,
+                    Output::Ending => break,
+                    Output::Pending => {
+                        stalled = true;
+                        break;
+                    }
                 }
+            }
+            // More output will come later: what is held goes out now, streamed.
+            if stalled && matches!(self.phase, Phase::Held(_)) {
+                self.commit(ex, s, false)?;
             }
 
             if !self.out.is_empty() || ex.continue_pending() {
@@ -561,7 +588,7 @@ impl Relay<'_> {
                 acc.extend_from_slice(data);
                 std::mem::take(acc)
             }
-            _ => return self.emit(data, ex),
+            _ => return self.emit(data, ex, s),
         };
         let Some((resp, start)) = response::parse(&head_buf, s.max_header)? else {
             self.phase = Phase::Head(head_buf);
@@ -572,31 +599,62 @@ impl Relay<'_> {
             self.phase = Phase::Discard;
             return Ok(());
         }
-        let mut headers = resp.headers;
+        self.status = resp.status;
+        self.phase = Phase::Held(Held {
+            status: resp.status,
+            reason: resp.reason,
+            headers: resp.headers,
+            content_length: resp.content_length,
+            body: Vec::new(),
+        });
+        self.emit(&head_buf[start..], ex, s)
+    }
+
+    /// Sends the held head, with the length of the whole body when `complete`, and
+    /// the body held so far.
+    fn commit(&mut self, ex: &mut Exchange<'_>, s: &Settings, complete: bool) -> Result<(), Error> {
+        let Phase::Held(held) = std::mem::replace(&mut self.phase, Phase::Body) else {
+            return Ok(());
+        };
+        let Held {
+            status,
+            reason,
+            mut headers,
+            content_length,
+            body,
+        } = held;
+        let length = match content_length {
+            Some(n) => Some(n),
+            None if complete => Some(body.len() as u64),
+            None => None,
+        };
         let timing = s.timing.render(self.first_byte, Instant::now());
         if s.timing.header {
             headers.push(("Server-Timing".into(), timing.clone().into_bytes()));
         }
         self.timing = Some(timing);
-        let reason = resp
-            .reason
+        let reason = reason
             .as_deref()
-            .unwrap_or_else(|| crate::http::response::reason(resp.status));
-        let head = ex.head(resp.status, reason, &headers, resp.content_length);
-        self.status = resp.status;
-        self.phase = Phase::Body;
+            .unwrap_or_else(|| crate::http::response::reason(status));
+        let head = ex.head(status, reason, &headers, length);
         let spill = self.body.left(ex) > 0;
         self.out.push(&head, spill)?;
-        self.emit(&head_buf[start..], ex)
+        self.emit(&body, ex, s)
     }
 
-    /// Queues body bytes, framed for the client.
-    fn emit(&mut self, data: &[u8], ex: &mut Exchange<'_>) -> Result<(), Error> {
+    /// Queues body bytes, framed for the client (or holds them with the head).
+    fn emit(&mut self, data: &[u8], ex: &mut Exchange<'_>, s: &Settings) -> Result<(), Error> {
         if data.is_empty() {
             return Ok(());
         }
         let spill = self.body.left(ex) > 0;
-        match self.phase {
+        match &mut self.phase {
+            Phase::Held(held) => {
+                held.body.extend_from_slice(data);
+                if held.body.len() > HOLD_MAX {
+                    self.commit(ex, s, false)?;
+                }
+            }
             Phase::Raw => {
                 if !ex.answer_started() {
                     self.status = status_of_raw_response(data);
@@ -617,7 +675,17 @@ impl Relay<'_> {
         Ok(())
     }
 
-    fn finish_output(&mut self, ex: &mut Exchange<'_>) -> Result<(), Error> {
+    fn finish_output(&mut self, ex: &mut Exchange<'_>, s: &Settings) -> Result<(), Error> {
+        if let Phase::Held(held) = &self.phase {
+            // Still nothing sent: a body short of the script's own Content-Length is
+            // a bad answer, said with a status rather than by a cut connection.
+            if let Some(n) = held.content_length
+                && (held.body.len() as u64) < n
+            {
+                return Err(ResponseError::ShortBody(n - held.body.len() as u64).into());
+            }
+            self.commit(ex, s, true)?;
+        }
         match &self.phase {
             Phase::Head(acc) if acc.is_empty() => Err(ResponseError::NoOutput.into()),
             Phase::Head(_) => Err(ResponseError::NoHeaderEnd.into()),
@@ -629,7 +697,7 @@ impl Relay<'_> {
                 // The client sees the connection close before the announced length.
                 Err(short) => Err(ResponseError::ShortBody(short.0).into()),
             },
-            Phase::Raw | Phase::Discard => Ok(()),
+            Phase::Held(_) | Phase::Raw | Phase::Discard => Ok(()),
         }
     }
 }

@@ -196,8 +196,22 @@ impl Routes {
         }
     }
 
-    /// The script `clean` names, if it is under a script mount or `/fcgi-bin/`.
+    /// The script `clean` names, if it is under a script mount or `/fcgi-bin/`. A
+    /// script found is trusted for [`RESOLVED_FOR`] by this loop: looking the same
+    /// path up again on every request costs a system call per request.
     fn script(&self, clean: &str) -> Option<Result<Target, PathError>> {
+        let key = (std::ptr::from_ref(self) as usize, clean);
+        if let Some(target) = resolved::get(key) {
+            return Some(Ok(target));
+        }
+        let found = self.find_script(clean)?;
+        if let Ok(target @ (Target::Cgi(_) | Target::Pooled(_))) = &found {
+            resolved::put(key, target.clone());
+        }
+        Some(found)
+    }
+
+    fn find_script(&self, clean: &str) -> Option<Result<Target, PathError>> {
         for mount in &self.layout.mounts {
             if let Some(rest) = strip_mount(clean, &mount.url) {
                 let script = resolve(
@@ -278,6 +292,49 @@ pub struct Script {
     pub nph: bool,
     /// A program to run the file with (`--interpreter EXT=PROGRAM`), when it has one.
     pub interpreter: Option<PathBuf>,
+}
+
+/// How long a loop trusts a script it found at a path (as nginx's
+/// `open_file_cache_valid` does, only shorter): a script removed or made
+/// non-executable is noticed within this long.
+const RESOLVED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Each loop's recently found scripts, keyed by the routes that found them and the
+/// path; a loop's own, so no lock is shared.
+mod resolved {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::time::Instant;
+
+    use super::{RESOLVED_FOR, Target};
+
+    /// Past this many entries the cache starts over: a client walking many paths
+    /// cannot make it grow without bound.
+    const MAX_ENTRIES: usize = 1024;
+
+    thread_local! {
+        /// Path → (the routes that found it, when, what).
+        static CACHE: RefCell<HashMap<String, (usize, Instant, Target)>> =
+            RefCell::new(HashMap::new());
+    }
+
+    pub fn get((routes, path): (usize, &str)) -> Option<Target> {
+        CACHE.with(|c| {
+            let c = c.borrow();
+            let (by, at, target) = c.get(path)?;
+            (*by == routes && at.elapsed() < RESOLVED_FOR).then(|| target.clone())
+        })
+    }
+
+    pub fn put((routes, path): (usize, &str), target: Target) {
+        CACHE.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= MAX_ENTRIES {
+                c.clear();
+            }
+            c.insert(path.to_owned(), (routes, Instant::now(), target));
+        });
+    }
 }
 
 /// Finds the script named by `rest` (the clean path below `mount`) inside `dir`, which

@@ -122,6 +122,7 @@ impl Server {
             log.clone(),
             children.clone(),
             limits.clone(),
+            config.loops.max(1),
         )?;
         // `--fastcgi NAME=ADDR` repeated for one name: its backends, taken in turn.
         let mut external: Vec<External> = Vec::new();

@@ -77,7 +77,17 @@ pub struct Stats {
     cgi_spawns: AtomicU64,
     /// CGI spawns per second over the last minute: (second since start, count).
     recent_spawns: Mutex<VecDeque<(u64, u64)>>,
-    inflight: Mutex<HashMap<u64, Running>>,
+    /// The in-flight table in shards, one per event loop: each loop updates its own,
+    /// so loops never wait for each other's lock; the status page reads them all.
+    inflight: Vec<Mutex<HashMap<u64, Running>>>,
+}
+
+/// Shards of the in-flight table (loops beyond this share).
+const SHARDS: usize = 8;
+
+/// The shard of the thread calling.
+fn shard() -> usize {
+    crate::event_loop::current() % SHARDS
 }
 
 impl Default for Stats {
@@ -90,11 +100,12 @@ impl Default for Stats {
 pub struct InFlight<'a> {
     stats: &'a Stats,
     id: u64,
+    shard: usize,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        lock(&self.stats.inflight).remove(&self.id);
+        lock(&self.stats.inflight[self.shard]).remove(&self.id);
     }
 }
 
@@ -112,7 +123,7 @@ impl Stats {
                 .collect(),
             cgi_spawns: AtomicU64::new(0),
             recent_spawns: Mutex::new(VecDeque::new()),
-            inflight: Mutex::new(HashMap::new()),
+            inflight: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
         }
     }
 
@@ -142,13 +153,18 @@ impl Stats {
 
     /// Lists a script as running until the returned guard drops.
     pub fn running(&self, id: u64, running: Running) -> InFlight<'_> {
-        lock(&self.inflight).insert(id, running);
-        InFlight { stats: self, id }
+        let shard = shard();
+        lock(&self.inflight[shard]).insert(id, running);
+        InFlight {
+            stats: self,
+            id,
+            shard,
+        }
     }
 
-    /// Records which process serves in-flight request `id`.
+    /// Records which process serves in-flight request `id` (of this thread's loop).
     pub fn set_pid(&self, id: u64, pid: i32) {
-        if let Some(r) = lock(&self.inflight).get_mut(&id) {
+        if let Some(r) = lock(&self.inflight[shard()]).get_mut(&id) {
             r.pid = Some(pid);
         }
     }
@@ -172,9 +188,15 @@ impl Stats {
 
     /// The requests running a script now, oldest first.
     pub fn running_now(&self) -> Vec<(u64, Running)> {
-        let mut running: Vec<(u64, Running)> = lock(&self.inflight)
+        let mut running: Vec<(u64, Running)> = self
+            .inflight
             .iter()
-            .map(|(id, r)| (*id, r.clone()))
+            .flat_map(|shard| {
+                lock(shard)
+                    .iter()
+                    .map(|(id, r)| (*id, r.clone()))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         running.sort_by_key(|(_, r)| r.started);
         running

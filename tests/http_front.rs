@@ -44,19 +44,38 @@ fn keep_alive_is_the_http11_default() {
 
 #[test]
 fn http10_keeps_alive_only_when_asked() {
-    let s = server();
+    let s = TestServer::start(&[
+        ("hello", HELLO_SCRIPT),
+        ("app", include_str!("fixtures/fcgi_app.py")),
+        (
+            "slow",
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\none\\n'\nsleep 0.3\necho two\n",
+        ),
+    ]);
+    // An answer complete by the time its head goes out (a worker's STDOUT and
+    // END_REQUEST arrive together) gets a Content-Length, so an HTTP/1.0 client asking
+    // for keep-alive keeps its connection, as `ab -k` wants.
+    let mut c = s.client();
+    for _ in 0..3 {
+        c.send(b"GET /fcgi-bin/app HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let r = c.response();
+        assert_eq!(r.status, 200);
+        assert!(r.header("content-length").is_some(), "{:?}", r.headers);
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+
+    // A streamed answer has no length and 1.0 has no chunks: the body is delimited by
+    // closing, so keep-alive cannot be granted.
     let mut c = s.client();
     let started = Instant::now();
-    c.send(b"GET /cgi-bin/hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    c.send(b"GET /cgi-bin/slow HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     let r = c.response();
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "close-delimited body never closed"
     );
-    // No length from the script and no chunked for 1.0: the body is delimited by
-    // closing, so keep-alive cannot be granted.
     assert_eq!(r.header("connection"), Some("close"));
-    assert_eq!(r.text(), "hello\n");
+    assert_eq!(r.text(), "one\ntwo\n");
 
     let mut c = s.client();
     c.send(b"GET /cgi-bin/hello HTTP/1.0\r\n\r\n");

@@ -284,7 +284,9 @@ impl Backend for CgiScript {
             self.stdout = None;
             return Ok(Output::End);
         }
-        Ok(Output::Pending)
+        // Its exit (a pidfd event, usually a moment after the end of stdout) says
+        // whether the output ended well.
+        Ok(Output::Ending)
     }
 
     fn housekeeping(&mut self) {

@@ -13,6 +13,7 @@ use tokio::net::{TcpStream, UnixStream};
 use super::record::{self, EndRequest, RecordType};
 use crate::error::Error;
 use crate::gateway::env::MetaVars;
+use crate::http::conn::{ReadyIo, drained_read};
 use crate::relay::{Backend, Output};
 use crate::script_log::ScriptLog;
 use crate::sys;
@@ -26,6 +27,12 @@ const MAX_QUEUED: usize = 256 * 1024;
 pub enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    /// Lost while moving between loops.
+    Gone,
+}
+
+fn gone<R>() -> io::Result<R> {
+    Err(io::ErrorKind::NotConnected.into())
 }
 
 impl Stream {
@@ -33,6 +40,7 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.try_io(interest, f),
             Stream::Tcp(s) => s.try_io(interest, f),
+            Stream::Gone => gone(),
         }
     }
 
@@ -40,6 +48,7 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.poll_read_ready(cx),
             Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Gone => Poll::Ready(gone()),
         }
     }
 
@@ -47,14 +56,15 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.poll_write_ready(cx),
             Stream::Tcp(s) => s.poll_write_ready(cx),
+            Stream::Gone => Poll::Ready(gone()),
         }
     }
 
     /// Non-blocking receive appended to `buf`; `WouldBlock` (without a system call
     /// when the loop has not seen input) when nothing is there.
-    pub fn try_recv_append(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    pub fn try_recv_append(&self, buf: &mut Vec<u8>) -> io::Result<usize> {
         let fd = self.as_raw_fd();
-        self.try_io(Interest::READABLE, || sys::recv_append(fd, buf, max))
+        drained_read(self, |max| sys::recv_append(fd, buf, max))
     }
 
     pub fn try_send(&self, data: &[u8]) -> io::Result<usize> {
@@ -63,15 +73,14 @@ impl Stream {
     }
 
     /// Moves the connection into this thread's event loop (a worker's connection is
-    /// registered with the loop that last used it).
+    /// registered with the loop that last used it): out of the old loop's epoll, into
+    /// this one's.
     pub fn rehome(&mut self) -> io::Result<()> {
-        let fd = std::os::fd::AsFd::as_fd(self).try_clone_to_owned()?;
-        let fresh = match self {
-            Stream::Unix(_) => StdStream::Unix(fd.into()),
-            Stream::Tcp(_) => StdStream::Tcp(fd.into()),
+        *self = match std::mem::replace(self, Stream::Gone) {
+            Stream::Unix(s) => Stream::Unix(UnixStream::from_std(s.into_std()?)?),
+            Stream::Tcp(s) => Stream::Tcp(TcpStream::from_std(s.into_std()?)?),
+            Stream::Gone => return gone(),
         };
-        // The old registration and descriptor go; the new ones are this loop's.
-        *self = fresh.into_loop()?;
         Ok(())
     }
 
@@ -83,7 +92,7 @@ impl Stream {
         // allocation nor, when the loop saw no input, a system call.
         let mut buf = Vec::new();
         loop {
-            match self.try_recv_append(&mut buf, 16 * 1024) {
+            match self.try_recv_append(&mut buf) {
                 Ok(0) => return false,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -101,12 +110,9 @@ impl Stream {
     }
 }
 
-impl std::os::fd::AsFd for Stream {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        match self {
-            Stream::Unix(s) => s.as_fd(),
-            Stream::Tcp(s) => s.as_fd(),
-        }
+impl ReadyIo for Stream {
+    fn try_io_readable(&self, f: &mut dyn FnMut() -> io::Result<usize>) -> io::Result<usize> {
+        self.try_io(Interest::READABLE, f)
     }
 }
 
@@ -115,6 +121,7 @@ impl AsRawFd for Stream {
         match self {
             Stream::Unix(s) => s.as_raw_fd(),
             Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Gone => -1,
         }
     }
 }
@@ -296,9 +303,7 @@ impl<'a> Session<'a> {
     /// Reads what the socket has and decodes whole records.
     fn read_records(&mut self) -> Result<(), Error> {
         loop {
-            // 16 KiB per read fits the buffer a typical answer needs, so it is not
-            // reallocated on every request.
-            match self.stream.try_recv_append(&mut self.inbuf, 16 * 1024) {
+            match self.stream.try_recv_append(&mut self.inbuf) {
                 Ok(0) => {
                     self.eof = true;
                     break;

@@ -71,6 +71,8 @@ struct Common {
     next_worker: AtomicU64,
     /// Workers alive or starting, in all pools.
     total: AtomicUsize,
+    /// How many event loops there are: a pool keeps a wait queue for each.
+    loops: usize,
     /// Woken when a worker goes, so a pool waiting for room under the total can grow.
     room: Notify,
     pools: Mutex<HashMap<PathBuf, Arc<Pool>>>,
@@ -163,6 +165,7 @@ impl Pools {
         log: Arc<Logger>,
         registry: Arc<Registry>,
         limits: Arc<Enforcer>,
+        loops: usize,
     ) -> io::Result<Arc<Pools>> {
         let sockets = tempfile::Builder::new()
             .prefix("cgi-testbed-fcgi-")
@@ -178,6 +181,7 @@ impl Pools {
                 stopping: AtomicBool::new(false),
                 next_worker: AtomicU64::new(0),
                 total: AtomicUsize::new(0),
+                loops: loops.max(1),
                 room: Notify::new(),
                 pools: Mutex::new(HashMap::new()),
             }),
@@ -196,8 +200,11 @@ impl Pools {
             args: command.1,
             cwd: file.parent().unwrap_or(Path::new("/")).to_path_buf(),
             common: self.common.clone(),
-            state: Mutex::new(State::default()),
-            freed: Notify::new(),
+            state: Mutex::new(State {
+                waiting: vec![0; self.common.loops],
+                ..State::default()
+            }),
+            freed: (0..self.common.loops).map(|_| Notify::new()).collect(),
         });
         pools.insert(file.to_path_buf(), pool.clone());
         pool
@@ -238,7 +245,9 @@ impl Pools {
             let mut st = lock(&p.state);
             st.total -= st.idle.len();
             leaving.append(&mut st.idle);
-            p.freed.notify_waiters();
+            for f in &p.freed {
+                f.notify_waiters();
+            }
         }
         let mut children = Vec::new();
         for w in leaving {
@@ -290,8 +299,10 @@ pub struct Pool {
     cwd: PathBuf,
     common: Arc<Common>,
     state: Mutex<State>,
-    /// Woken when a worker of this pool comes free or goes.
-    freed: Notify,
+    /// Woken when a worker of this pool comes free or goes: one queue per loop, so a
+    /// worker freed in a loop goes to a request waiting in the same loop first (no
+    /// thread woken, no connection moved between loops).
+    freed: Vec<Notify>,
 }
 
 #[derive(Default)]
@@ -305,8 +316,8 @@ struct State {
     failures: u32,
     retry_at: Option<Instant>,
     last_failure: Option<String>,
-    /// Requests waiting in `acquire`; nobody to wake means no wake-up call.
-    waiting: usize,
+    /// Requests waiting in `acquire`, by loop; nobody to wake means no wake-up call.
+    waiting: Vec<usize>,
     /// Workers out on a request: pid → (requests served, since when).
     busy: HashMap<i32, (u64, Instant)>,
 }
@@ -332,11 +343,11 @@ enum Step {
 }
 
 /// Counts a request in `waiting` for as long as it waits, however the wait ends.
-struct Waiting<'a>(&'a Pool);
+struct Waiting<'a>(&'a Pool, usize);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        lock(&self.0.state).waiting -= 1;
+        lock(&self.0.state).waiting[self.1] -= 1;
     }
 }
 
@@ -352,9 +363,10 @@ impl Pool {
         let started = Instant::now();
         let until = started + self.common.settings.wait;
         let here = event_loop::current();
+        let queue = self.queue_of(here);
         let mut short_of_room = false;
         loop {
-            let freed = pin!(self.freed.notified());
+            let freed = pin!(self.freed[queue].notified());
             let room = pin!(self.common.room.notified());
             let (mut freed, mut room) = (freed, room);
             freed.as_mut().enable();
@@ -370,7 +382,7 @@ impl Pool {
                     continue;
                 }
                 Step::Wait(wake) => {
-                    let _waiting = Waiting(self);
+                    let _waiting = Waiting(self, queue);
                     tokio::select! {
                         _ = freed => {}
                         _ = room => {}
@@ -431,7 +443,8 @@ impl Pool {
         let throttled = st.retry_at.is_some_and(|t| now < t);
         // Alone in the queue: wait a moment for the worker that is about to be
         // released. Others waiting too: the pool is short, so grow it now.
-        let patient = st.total > 0 && st.waiting == 0 && now < started + SPAWN_DELAY;
+        let nobody_waits = st.waiting.iter().all(|&n| n == 0);
+        let patient = st.total > 0 && nobody_waits && now < started + SPAWN_DELAY;
         if st.total < settings.max.max(1) && !throttled && !patient {
             if self.common.reserve() {
                 st.total += 1;
@@ -464,7 +477,7 @@ impl Pool {
         if patient {
             wake = wake.min(started + SPAWN_DELAY);
         }
-        st.waiting += 1;
+        st.waiting[self.queue_of(here)] += 1;
         Ok(Step::Wait(wake))
     }
 
@@ -495,9 +508,12 @@ impl Pool {
                 let mut st = lock(&self.state);
                 st.total -= 1;
                 self.record_failure(&mut st, &why);
+                let next = self.next_waiter(&st);
                 drop(st);
                 self.common.unreserve();
-                self.freed.notify_one();
+                if let Some(q) = next {
+                    self.freed[q].notify_one();
+                }
                 Err(match e {
                     Error::WorkerLost(_) => Error::WorkerLost(why),
                     other => other,
@@ -510,7 +526,7 @@ impl Pool {
     pub fn release(&self, mut w: Worker, verdict: Verdict, why: Option<&str>) {
         let mut st = lock(&self.state);
         st.busy.remove(&w.pid);
-        let wake = st.waiting > 0;
+        let wake = self.next_waiter(&st);
         w.last_used = Instant::now();
         match verdict {
             Verdict::Healthy => {
@@ -537,9 +553,24 @@ impl Pool {
                 w.retire(&self.common);
             }
         }
-        if wake {
-            self.freed.notify_one();
+        if let Some(q) = wake {
+            self.freed[q].notify_one();
         }
+    }
+
+    /// The wait queue a request in loop `here` uses.
+    fn queue_of(&self, here: usize) -> usize {
+        if here < self.freed.len() { here } else { 0 }
+    }
+
+    /// Whose turn it is when a worker comes free: a request of this loop if one waits,
+    /// else one of another loop.
+    fn next_waiter(&self, st: &State) -> Option<usize> {
+        let here = self.queue_of(event_loop::current());
+        if st.waiting[here] > 0 {
+            return Some(here);
+        }
+        st.waiting.iter().position(|&n| n > 0)
     }
 
     /// One more consecutive failure: the next start waits twice as long as the last
@@ -640,8 +671,13 @@ impl Pool {
         // Keep the minimum warm.
         match self.spawn() {
             Ok(w) => {
-                lock(&self.state).idle.insert(0, w);
-                self.freed.notify_one();
+                let mut st = lock(&self.state);
+                st.idle.insert(0, w);
+                let next = self.next_waiter(&st);
+                drop(st);
+                if let Some(q) = next {
+                    self.freed[q].notify_one();
+                }
             }
             Err((e, watch)) => {
                 let why = match &watch {
