@@ -1,22 +1,41 @@
 #!/usr/bin/env bash
-# Worker mode against the reference: nginx driving four C libfcgi workers over unix
-# sockets, and cgi-testbed driving four hello-rs workers, each asked for a hello by
-# wrk at 8 keep-alive connections, in turns, in the same run.
+# cgi-testbed against nginx and lighttpd, on identical programs, in the same run:
 #
-#   scripts/vs-nginx.sh [SECONDS_PER_RUN] [ROUNDS]     (defaults: 5 and 3)
+#   cgi-c      a static C hello (scripts/vs-nginx/hello-cgi.c) as CGI:
+#              ours /cgi-bin/ · lighttpd mod_cgi · nginx + fcgiwrap
+#   cgi-sh     the bundled sh hello as CGI, the same three ways
+#   fcgi-c     a libfcgi C hello (scripts/vs-nginx/hello.c), 4 workers:
+#              ours /fcgi-bin/ · nginx -> 4 spawn-fcgi workers on unix sockets
+#   fcgi-php   cgi-bin/hello.php under php-cgi, 4 workers:
+#              ours /fcgi-bin/ · nginx -> 4 `php-cgi -b` workers on unix sockets
+#   static     a 6-byte file: ours --root · nginx · lighttpd
 #
-# Needs nginx, spawn-fcgi, libfcgi-dev, gcc and wrk (installed with apt-get when
-# missing and we are root). Everything listens on 127.0.0.1 and is stopped at exit.
+# Each is asked by wrk at 8 keep-alive connections, in turns, ROUNDS times, and the
+# C programs once more at 1 connection for the median latency. A table of req/s with
+# ratios (ours / reference) and the load average comes out on stdout.
+#
+#   scripts/vs-nginx.sh [SECONDS_PER_RUN] [ROUNDS]        (defaults: 5 and 3)
+#   BASE=/path/to/other/cgi-testbed scripts/vs-nginx.sh   (adds a column: that binary,
+#                                                          e.g. an older build)
+#   ONLY="cgi-c fcgi-c" scripts/vs-nginx.sh               (a subset of the rows)
+#
+# Needs nginx, lighttpd, fcgiwrap, spawn-fcgi, php-cgi, libfcgi-dev, gcc (static libc)
+# and wrk: installed with apt-get when missing and we are root. Everything listens on
+# 127.0.0.1 and is stopped at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}
 rounds=${2:-3}
+only=${ONLY:-cgi-c cgi-sh fcgi-c fcgi-php static}
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
+command -v lighttpd >/dev/null || need+=(lighttpd)
+command -v fcgiwrap >/dev/null || [ -x /usr/sbin/fcgiwrap ] || need+=(fcgiwrap)
 command -v spawn-fcgi >/dev/null || need+=(spawn-fcgi)
+command -v php-cgi >/dev/null || need+=(php-cgi)
 command -v wrk >/dev/null || need+=(wrk)
 [ -e /usr/include/fcgi_stdio.h ] || need+=(libfcgi-dev)
-command -v gcc >/dev/null || need+=(gcc)
+command -v gcc >/dev/null || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
@@ -27,64 +46,142 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 tmp=$(mktemp -d)
-# nginx workers run as www-data: they must reach the sockets in here.
+# nginx and fcgiwrap workers run as www-data: they must reach everything in here.
 chmod 755 "$tmp"
+pids=()
 cleanup() {
     [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
-    pkill -f "$tmp/hello" 2>/dev/null || true
-    [ -n "${ours:-}" ] && kill "$ours" 2>/dev/null || true
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    pkill -f "$tmp/" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-gcc -O2 -o "$tmp/hello" scripts/vs-nginx/hello.c -lfcgi
+# The programs, identical for every server.
+mkdir -p "$tmp/cgi" "$tmp/www"
+gcc -O2 -static -o "$tmp/cgi/hello-c" scripts/vs-nginx/hello-cgi.c
+gcc -O2 -o "$tmp/cgi/hello-fcgi" scripts/vs-nginx/hello.c -lfcgi
+cp cgi-bin/hello cgi-bin/hello.php "$tmp/cgi/"
+printf 'hello\n' >"$tmp/www/small.txt"
+chmod -R a+rX "$tmp"
+
+# nginx: static files, CGI through fcgiwrap, FastCGI to 4 workers of each program.
 for i in 1 2 3 4; do
-    spawn-fcgi -s "$tmp/w$i.sock" -M 0666 -- "$tmp/hello" >/dev/null
+    spawn-fcgi -s "$tmp/c$i.sock" -M 0666 -- "$tmp/cgi/hello-fcgi" >/dev/null
+    PHP_FCGI_CHILDREN=0 PHP_FCGI_MAX_REQUESTS=0 \
+        spawn-fcgi -s "$tmp/p$i.sock" -M 0666 -- "$(command -v php-cgi)" >/dev/null
 done
+fcgiwrap=$(command -v fcgiwrap || echo /usr/sbin/fcgiwrap)
+spawn-fcgi -s "$tmp/wrap.sock" -M 0666 -- "$fcgiwrap" -c 4 >/dev/null
 cat >"$tmp/nginx.conf" <<CONF
 worker_processes 2;
 pid $tmp/nginx.pid;
-error_log $tmp/error.log;
+error_log $tmp/nginx-error.log;
 events { worker_connections 1024; }
 http {
   access_log off;
   # No upstream keepalive: a libfcgi worker serves one connection at a time, and
   # pooled connections would starve the others.
-  upstream fc { server unix:$tmp/w1.sock; server unix:$tmp/w2.sock;
-                server unix:$tmp/w3.sock; server unix:$tmp/w4.sock; }
+  upstream c { server unix:$tmp/c1.sock; server unix:$tmp/c2.sock;
+               server unix:$tmp/c3.sock; server unix:$tmp/c4.sock; }
+  upstream p { server unix:$tmp/p1.sock; server unix:$tmp/p2.sock;
+               server unix:$tmp/p3.sock; server unix:$tmp/p4.sock; }
   server { listen 127.0.0.1:18186;
-    location / { fastcgi_pass fc; include /etc/nginx/fastcgi_params; } }
+    root $tmp/www;
+    location ~ ^/cgi-bin/(.+)\$ { fastcgi_pass unix:$tmp/wrap.sock;
+      include /etc/nginx/fastcgi_params; fastcgi_param SCRIPT_FILENAME $tmp/cgi/\$1; }
+    location = /fcgi-bin/hello-fcgi { fastcgi_pass c; include /etc/nginx/fastcgi_params; }
+    location = /fcgi-bin/hello.php { fastcgi_pass p; include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $tmp/cgi/hello.php; }
+  }
 }
 CONF
 nginx -c "$tmp/nginx.conf" -p "$tmp"
 
+# lighttpd: static files and mod_cgi (its own fork+exec per request).
+cat >"$tmp/lighttpd.conf" <<CONF
+server.document-root = "$tmp/www"
+server.bind = "127.0.0.1"
+server.port = 18187
+server.errorlog = "$tmp/lighttpd-error.log"
+server.modules = ( "mod_alias", "mod_cgi" )
+server.stream-response-body = 1
+alias.url = ( "/cgi-bin/" => "$tmp/cgi/" )
+\$HTTP["url"] =~ "^/cgi-bin/" { cgi.assign = ( "" => "" ) }
+CONF
+lighttpd -D -f "$tmp/lighttpd.conf" &
+pids+=($!)
+
+# Ours, and BASE if given: one server each for everything, four workers per program.
 cargo build --release -q
-target/release/cgi-testbed --listen 127.0.0.1:18185 --workers-max 4 --workers-min 4 \
-    >"$tmp/ours.out" 2>"$tmp/ours.err" &
-ours=$!
+start_ours() {
+    "$1" --listen "127.0.0.1:$2" --cgi-dir "$tmp/cgi" --root "$tmp/www" \
+        --workers-min 4 --workers-max 4 >"$tmp/ours-$2.out" 2>"$tmp/ours-$2.err" &
+    pids+=($!)
+}
+start_ours target/release/cgi-testbed 18185
+[ -n "${BASE:-}" ] && start_ours "$BASE" 18188
 sleep 1
 
-# Requests per second, refusing a run with non-2xx answers (a misconfigured backend
-# answers 502 very fast).
+# Requests per second, refusing a run with errors or non-2xx answers (a misconfigured
+# backend answers 502 very fast).
 rate() {
     local out
     out=$(wrk -t2 -c8 -d"${secs}s" "$1")
-    if grep -q "Non-2xx" <<<"$out"; then
-        echo "error: non-2xx answers from $1:" >&2
+    if grep -qE "Non-2xx|Socket errors" <<<"$out"; then
+        echo "error: failed answers from $1:" >&2
         echo "$out" >&2
         exit 1
     fi
     awk '/Requests\/sec/ {print int($2)}' <<<"$out"
 }
-curl -sf http://127.0.0.1:18186/ >/dev/null || { echo "nginx path broken" >&2; exit 1; }
-curl -sf http://127.0.0.1:18185/fcgi-bin/hello-rs >/dev/null || { echo "our path broken" >&2; exit 1; }
-wrk -t2 -c8 -d1s http://127.0.0.1:18185/fcgi-bin/hello-rs >/dev/null
-wrk -t2 -c8 -d1s http://127.0.0.1:18186/ >/dev/null
-echo "round  cgi-testbed(hello-rs x4)  nginx(libfcgi C x4)   req/s, 8 connections, ${secs}s each"
-for r in $(seq 1 "$rounds"); do
-    a=$(rate http://127.0.0.1:18185/fcgi-bin/hello-rs)
-    b=$(rate http://127.0.0.1:18186/)
-    printf '%5d  %24d  %19d\n' "$r" "$a" "$b"
+# Median latency at one connection, in microseconds.
+p50() {
+    wrk -t1 -c1 -d"${secs}s" --latency "$1" | awk '$1 == "50%" {
+        v = $2; u = 1
+        if (v ~ /us$/) { sub(/us$/, "", v) } else if (v ~ /ms$/) { sub(/ms$/, "", v); u = 1000 }
+        else if (v ~ /s$/) { sub(/s$/, "", v); u = 1000000 }
+        printf "%d", v * u }'
+}
+check() { curl -sf "$1" >/dev/null || { echo "broken: $1" >&2; exit 1; }; }
+
+declare -A path=(
+    [cgi-c]=/cgi-bin/hello-c [cgi-sh]=/cgi-bin/hello [fcgi-c]=/fcgi-bin/hello-fcgi
+    [fcgi-php]=/fcgi-bin/hello.php [static]=/small.txt)
+# Which reference servers run each row (nginx 18186, lighttpd 18187).
+declare -A refs=(
+    [cgi-c]="18187 18186" [cgi-sh]="18187 18186" [fcgi-c]=18186 [fcgi-php]=18186
+    [static]="18186 18187")
+declare -A name=([18185]=cgi-testbed [18186]=nginx [18187]=lighttpd [18188]=base)
+
+for row in $only; do
+    ports="18185 ${BASE:+18188} ${refs[$row]}"
+    for p in $ports; do
+        check "http://127.0.0.1:$p${path[$row]}"
+        wrk -t2 -c8 -d1s "http://127.0.0.1:$p${path[$row]}" >/dev/null
+    done
+    header="row       round"
+    for p in $ports; do header+=$(printf '  %12s' "${name[$p]}"); done
+    for p in ${refs[$row]}; do header+=$(printf '  %10s' "/${name[$p]}"); done
+    echo "$header          (req/s, 8 connections, ${secs}s each)"
+    for r in $(seq 1 "$rounds"); do
+        declare -A got=()
+        line=$(printf '%-9s %5d' "$row" "$r")
+        for p in $ports; do
+            got[$p]=$(rate "http://127.0.0.1:$p${path[$row]}")
+            line+=$(printf '  %12d' "${got[$p]}")
+        done
+        for p in ${refs[$row]}; do
+            line+=$(awk -v a="${got[18185]}" -v b="${got[$p]}" 'BEGIN { printf "  %9.2fx", a / b }')
+        done
+        echo "$line"
+        unset got
+    done
+    if [ "$row" = cgi-c ] || [ "$row" = fcgi-c ]; then
+        line=$(printf '%-9s %5s' "$row" "p50")
+        for p in $ports; do line+=$(printf '  %10sus' "$(p50 "http://127.0.0.1:$p${path[$row]}")"); done
+        echo "$line          (median latency, 1 connection)"
+    fi
 done
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"

@@ -16,7 +16,7 @@ use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -114,8 +114,9 @@ pub fn spawn(mode: SpawnMode, cmd: Command<'_>) -> Result<Spawned, SpawnError> {
 /// every signal at its default (see the module doc for why std's own reset is not
 /// enough). std takes its fork+exec path for it, since posix_spawn has no hook.
 pub fn default_signals(cmd: &mut std::process::Command) {
+    let signals = &to_default().list;
     // SAFETY: `reset_signals` makes only async-signal-safe calls and allocates nothing.
-    unsafe { cmd.pre_exec(|| reset_signals()) };
+    unsafe { cmd.pre_exec(move || reset_signals(signals)) };
 }
 
 /// Highest signal number the kernel has (`_NSIG - 1` on Linux).
@@ -123,13 +124,71 @@ const MAX_SIGNAL: i32 = 64;
 /// The kernel's `sigset_t`, in bytes, as rt_sigaction(2) wants it.
 const KERNEL_SIGSET_BYTES: usize = 8;
 
-/// Between fork and exec: empty mask, every signal at SIG_DFL (a handler would be
-/// reset by exec anyway; SIG_IGN would not). rt_sigaction is called directly: glibc's
-/// sigaction refuses its internal signals 32 and 33, which may be ignored too.
+/// Signals to set back to SIG_DFL in a child, since exec keeps SIG_IGN and a script
+/// must not inherit our SIGPIPE, nor a nohup's SIGHUP: every standard signal (1-31,
+/// the ones a launcher may ignore at any time), glibc's internal 32 and 33 (its
+/// posix_spawn would otherwise set them to SIG_IGN in the child), and the real-time
+/// ones this process ignored when first asked. Handlers need nothing: exec resets
+/// them. Resetting all 64 in every child would cost 64 system calls per script.
+struct ToDefault {
+    set: libc::sigset_t,
+    list: Vec<i32>,
+}
+
+// SAFETY: a sigset_t is plain data, only read after it is built.
+unsafe impl Sync for ToDefault {}
+unsafe impl Send for ToDefault {}
+
+fn to_default() -> &'static ToDefault {
+    static ONCE: std::sync::OnceLock<ToDefault> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let mut list: Vec<i32> = (1..=33)
+            .filter(|&s| s != libc::SIGKILL && s != libc::SIGSTOP)
+            .collect();
+        for sig in 34..=MAX_SIGNAL {
+            let mut old = [0 as libc::c_ulong; 8];
+            // SAFETY: rt_sigaction with a null new action only reads the current one
+            // into a buffer larger than the kernel's struct sigaction.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    std::ptr::null::<libc::c_void>(),
+                    old.as_mut_ptr(),
+                    KERNEL_SIGSET_BYTES,
+                )
+            };
+            // The handler is the first word of the kernel's struct sigaction.
+            if r == 0 && old[0] == libc::SIG_IGN as libc::c_ulong {
+                list.push(sig);
+            }
+        }
+        // SAFETY: plain sigset operations on a local set.
+        let set = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &sig in &list {
+                // sigaddset refuses 32 and 33, so their bits are set by hand.
+                if libc::sigaddset(&mut set, sig) != 0 {
+                    let words = (&mut set as *mut libc::sigset_t).cast::<libc::c_ulong>();
+                    let bit = (sig - 1) as usize;
+                    *words.add(bit / 64) |= 1 << (bit % 64);
+                }
+            }
+            set
+        };
+        ToDefault { set, list }
+    })
+}
+
+/// Between fork and exec: empty mask, and the signals this process ignores back at
+/// SIG_DFL (see [`to_default`]). rt_sigaction is called directly: glibc's sigaction
+/// refuses its internal signals 32 and 33, which may be ignored too.
 ///
 /// # Safety
 /// Only for the child between fork and exec: it changes the whole process's signals.
-unsafe fn reset_signals() -> io::Result<()> {
+/// `signals` must have been built before the fork (nothing here allocates).
+unsafe fn reset_signals(signals: &[i32]) -> io::Result<()> {
     unsafe {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
@@ -139,10 +198,7 @@ unsafe fn reset_signals() -> io::Result<()> {
         // The kernel's struct sigaction with every field zero: SIG_DFL, no flags, no
         // restorer, empty mask; sized generously for every architecture's layout.
         let default = [0 as libc::c_ulong; 8];
-        for sig in 1..=MAX_SIGNAL {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
+        for &sig in signals {
             libc::syscall(
                 libc::SYS_rt_sigaction,
                 sig,
@@ -155,9 +211,6 @@ unsafe fn reset_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// Runs `start` again when exec failed with ETXTBSY: a file just written can still be
-/// open for writing in a child some other thread forked at that moment (until that
-/// child's exec closes it), which makes exec refuse it for a few milliseconds.
 pub fn retry_text_busy<T>(mut start: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     for _ in 0..20 {
         match start() {
@@ -258,34 +311,58 @@ impl Words {
 
 /// The child's ends of stdin, stdout and stderr, and ours.
 struct Pipes {
-    child: [OwnedFd; 3],
+    /// The child's stdin; `None`: the server's one /dev/null.
+    child_in: Option<OwnedFd>,
+    child_out: OwnedFd,
+    child_err: OwnedFd,
     stdin: Option<OwnedFd>,
     stdout: OwnedFd,
     stderr: OwnedFd,
 }
 
+/// /dev/null, opened once: a script without a body reads it as stdin, and opening it
+/// for every script is two system calls each time.
+fn dev_null() -> io::Result<RawFd> {
+    static NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = NULL.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let fd: OwnedFd = File::open("/dev/null")?.into();
+    Ok(NULL.get_or_init(|| fd).as_raw_fd())
+}
+
 impl Pipes {
     fn new(input: Input) -> io::Result<Pipes> {
-        let (child_in, stdin): (OwnedFd, Option<OwnedFd>) = match input {
-            Input::Null => (File::open("/dev/null")?.into(), None),
+        let (child_in, stdin): (Option<OwnedFd>, Option<OwnedFd>) = match input {
+            Input::Null => (None, None),
             Input::Pipe => {
                 let (r, w) = pipe()?;
-                (r, Some(w))
+                (Some(r), Some(w))
             }
-            Input::File(f) => (f.into(), None),
+            Input::File(f) => (Some(f.into()), None),
         };
         let (stdout, child_out) = pipe()?;
         let (stderr, child_err) = pipe()?;
         Ok(Pipes {
-            child: [child_in, child_out, child_err],
+            child_in,
+            child_out,
+            child_err,
             stdin,
             stdout,
             stderr,
         })
     }
 
-    fn child_fds(&self) -> [i32; 3] {
-        self.child.each_ref().map(AsRawFd::as_raw_fd)
+    fn child_fds(&self) -> io::Result<[i32; 3]> {
+        let stdin = match &self.child_in {
+            Some(fd) => fd.as_raw_fd(),
+            None => dev_null()?,
+        };
+        Ok([
+            stdin,
+            self.child_out.as_raw_fd(),
+            self.child_err.as_raw_fd(),
+        ])
     }
 
     /// Closes the child's ends (it has its own copies now) and returns ours.
@@ -302,7 +379,7 @@ impl Pipes {
 fn spawn_posix(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
     let words = Words::new(&cmd)?;
     let pipes = Pipes::new(cmd.input)?;
-    let fds = pipes.child_fds();
+    let fds = pipes.child_fds()?;
     let pid = retry_text_busy(|| posix_spawn_once(&words, &fds))?;
     Ok(pipes.spawned(pid))
 }
@@ -348,12 +425,11 @@ fn posix_spawn_once(w: &Words, fds: &[i32; 3]) -> io::Result<i32> {
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
-        // Every bit set: glibc's sigfillset leaves out its internal signals 32 and 33,
-        // which its posix_spawn would then set to SIG_IGN in the child.
-        let mut every: libc::sigset_t = std::mem::zeroed();
-        std::ptr::write_bytes(&mut every, 0xff, 1);
         check(libc::posix_spawnattr_setsigmask(&mut a.attr, &empty))?;
-        check(libc::posix_spawnattr_setsigdefault(&mut a.attr, &every))?;
+        check(libc::posix_spawnattr_setsigdefault(
+            &mut a.attr,
+            &to_default().set,
+        ))?;
         check(libc::posix_spawnattr_setpgroup(&mut a.attr, 0))?;
         let flags = libc::POSIX_SPAWN_SETPGROUP
             | libc::POSIX_SPAWN_SETSIGMASK
@@ -392,7 +468,7 @@ fn spawn_fork(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
     // calls are allowed, so no allocation happens on the child's side.
     let words = Words::new(&cmd)?;
     let pipes = Pipes::new(cmd.input)?;
-    let fds = pipes.child_fds();
+    let fds = pipes.child_fds()?;
     let prepared = Prepared {
         fds: &fds,
         cwd: words.cwd.as_ptr(),
@@ -400,6 +476,7 @@ fn spawn_fork(cmd: Command<'_>) -> Result<Spawned, SpawnError> {
         argv: &words.argv,
         envp: &words.envp,
         limits: cmd.limits.as_ref(),
+        signals: &to_default().list,
     };
     let pid = retry_text_busy(|| fork_exec(&prepared))?;
     Ok(pipes.spawned(pid))
@@ -456,6 +533,8 @@ struct Prepared<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     limits: Option<&'a ChildSide>,
+    /// The signals to set back to their default (see [`to_default`]).
+    signals: &'a [i32],
 }
 
 /// Runs in the forked child: wire up 0/1/2, new process group, cwd, limits, default
@@ -468,6 +547,7 @@ unsafe fn child_after_fork(p: &Prepared<'_>, report: i32) -> ! {
         argv,
         envp,
         limits,
+        signals,
     } = *p;
     unsafe {
         let fail = |report: i32| -> ! {
@@ -496,7 +576,7 @@ unsafe fn child_after_fork(p: &Prepared<'_>, report: i32) -> ! {
             0u32,
         );
         libc::syscall(libc::SYS_close_range, report as u32 + 1, u32::MAX, 0u32);
-        if reset_signals().is_err() {
+        if reset_signals(signals).is_err() {
             fail(report);
         }
         libc::execve(path, argv.as_ptr(), envp.as_ptr());

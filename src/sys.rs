@@ -109,14 +109,10 @@ fn retry_interrupted(mut call: impl FnMut() -> isize) -> io::Result<usize> {
 }
 
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we borrow; no memory is passed.
-    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+    let on: libc::c_int = 1;
+    // SAFETY: FIONBIO reads one int through the pointer; one call, where fcntl takes a
+    // read and a write of the flags.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONBIO, &on) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

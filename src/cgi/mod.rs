@@ -143,6 +143,7 @@ impl Cgi {
             child,
             log: ScriptLog::new(format!("{tag} pid {pid}"), self.log.clone()),
             exited_at: None,
+            exit_seen: false,
             limits,
             slot,
         };
@@ -202,6 +203,8 @@ struct CgiScript {
     stderr: Option<pipe::Receiver>,
     log: ScriptLog,
     exited_at: Option<Instant>,
+    /// The loop said the pidfd is readable: the process has exited.
+    exit_seen: bool,
     /// Its cgroup lives as long as the process.
     limits: ProcessLimits,
     /// Freed when the process is gone, not when its answer is.
@@ -228,8 +231,9 @@ impl Backend for CgiScript {
         if let Some(err) = &self.stderr {
             ready |= err.poll_read_ready(cx).is_ready();
         }
-        if self.exited_at.is_none() {
-            ready |= self.child.poll_exit(cx).is_ready();
+        if self.exited_at.is_none() && self.child.poll_exit(cx).is_ready() {
+            self.exit_seen = true;
+            ready = true;
         }
         if ready {
             Poll::Ready(())
@@ -291,7 +295,10 @@ impl Backend for CgiScript {
 
     fn housekeeping(&mut self) {
         self.drain_stderr();
-        if self.exited_at.is_none() && self.child.has_exited() {
+        // Asked of the kernel only once the loop saw the exit (or, without a pidfd,
+        // on every turn): one system call per script, not one per turn.
+        let may_have_exited = self.exit_seen || self.child.exit_poll_interval().is_some();
+        if self.exited_at.is_none() && may_have_exited && self.child.has_exited() {
             self.exited_at = Some(Instant::now());
         }
     }
