@@ -98,6 +98,9 @@ pub struct Server {
 impl Server {
     /// Binds the listening socket and checks the configuration.
     pub fn bind(config: Config) -> io::Result<Server> {
+        let handlers = config
+            .handlers()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let layout = Layout::resolve(
             &config.cgi_dir,
             config.require_cgi_dir,
@@ -124,9 +127,6 @@ impl Server {
             children.clone(),
             limits.clone(),
         )?;
-        let handlers = config
-            .handlers()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         // `--fastcgi NAME=ADDR` repeated for one name: its backends, taken in turn.
         let servers = config.fastcgi_servers();
         let mut external: Vec<External> = Vec::new();
