@@ -251,7 +251,8 @@ EXPLAINED = [
         lambda a, b: {a["type"].split(";")[0], b["type"].split(";")[0]}
         == {"text/javascript", "application/javascript"} and a["body"] == b["body"],
         "the script writes application/javascript; lighttpd sends text/javascript "
-        "(RFC 9239's name) instead, cgi-testbed passes the script's header as written",
+        "(the name RFC 9239 prefers) in its place, even for a script that sets no "
+        "other header; cgi-testbed passes the script's header as written",
     ),
     (
         "path past a static file",
