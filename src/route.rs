@@ -210,20 +210,18 @@ impl Routes {
             scripts: &self.handlers,
         };
         let root = layout.static_root.as_deref();
-        // A script run in place comes first, as nginx's `location ~ \.php$` does
-        // before `location /` and its try_files. What it walked to is judged as a
-        // static file when it is not one, so the path is walked once.
-        let reached = match root {
-            Some(root) if !self.handlers.is_empty() => match self.in_place(root, clean)? {
-                InPlace::Script(target) => return Ok(target),
-                InPlace::Other(reached) => Some(reached),
-            },
-            _ => None,
-        };
         if first && let Some(list) = &self.try_files {
+            // A script run in place comes first, as nginx's `location ~ \.php$` does
+            // before `location /` and its try_files.
+            if let Some(root) = root
+                && !self.handlers.is_empty()
+                && let InPlace::Script(target) = self.in_place(root, clean)?
+            {
+                return Ok(target);
+            }
             return match list.choose(root, clean, private, self.dotfiles) {
                 Tried::File(_, path) => Ok(Target::File(path)),
-                Tried::Dir(dir, _) => self.directory(clean, &dir),
+                Tried::Dir(dir, _) => self.directory(clean, &dir, private),
                 Tried::Redirect(uri) => self.decide_from(&uri, false),
                 Tried::NotFound => Err(PathError::NotFound),
             };
@@ -234,15 +232,28 @@ impl Routes {
                 _ => Err(PathError::NotFound),
             };
         };
-        let found = match reached {
-            Some(Ok(reached)) => static_files::judge(clean, reached, private)?,
-            Some(Err(e)) => return Err(e),
-            None => static_files::lookup(root, clean, private, self.dotfiles)?,
-        };
-        match found {
-            Found::File(path) => Ok(Target::File(path)),
-            Found::Dir(_) => self.directory(clean, clean),
+        match self.in_root(root, clean, private)? {
+            InRoot::Script(target) => Ok(target),
+            InRoot::File(path) => Ok(Target::File(path)),
+            InRoot::Dir => self.directory(clean, clean, private),
         }
+    }
+
+    /// What `clean` is under the document root: a script run in place, else a static
+    /// file or directory. The path is walked once for both.
+    fn in_root(&self, root: &Path, clean: &str, private: Private<'_>) -> Result<InRoot, PathError> {
+        let found = if self.handlers.is_empty() {
+            static_files::lookup(root, clean, private, self.dotfiles)?
+        } else {
+            match self.in_place(root, clean)? {
+                InPlace::Script(target) => return Ok(InRoot::Script(target)),
+                InPlace::Other(reached) => static_files::judge(clean, reached?, private)?,
+            }
+        };
+        Ok(match found {
+            Found::File(path) => InRoot::File(path),
+            Found::Dir(_) => InRoot::Dir,
+        })
     }
 
     /// Walks `clean` under the document root: a regular file with a registered
@@ -357,35 +368,19 @@ impl Routes {
     /// A directory, `dir` in the URL: add the slash first (so relative links in its
     /// page work), then the first `--index` name that exists there — run, if it is a
     /// script, or served — or the landing page at `/`.
-    fn directory(&self, clean: &str, dir: &str) -> Result<Target, PathError> {
+    fn directory(&self, clean: &str, dir: &str, private: Private<'_>) -> Result<Target, PathError> {
         if !clean.ends_with('/') {
             return Ok(Target::AddSlash);
         }
-        let layout = &self.layout;
-        let scripts = layout.script_dirs();
-        let private = Private {
-            dirs: &scripts,
-            scripts: &self.handlers,
-        };
         let dir = dir.trim_end_matches('/');
-        if let Some(root) = layout.static_root.as_deref() {
+        if let Some(root) = self.layout.static_root.as_deref() {
             for name in &self.index {
                 // Looked up like any path, so an index.html symlinked out of the root
                 // is refused, and index.php runs.
-                let path = format!("{dir}/{name}");
-                let found = if self.handlers.is_empty() {
-                    static_files::lookup(root, &path, private, self.dotfiles)
-                } else {
-                    match self.in_place(root, &path)? {
-                        InPlace::Script(target) => return Ok(target),
-                        InPlace::Other(reached) => {
-                            reached.and_then(|r| static_files::judge(&path, r, private))
-                        }
-                    }
-                };
-                match found {
-                    Ok(Found::File(index)) => return Ok(Target::File(index)),
-                    Ok(Found::Dir(_)) | Err(PathError::NotFound) => {}
+                match self.in_root(root, &format!("{dir}/{name}"), private) {
+                    Ok(InRoot::Script(target)) => return Ok(target),
+                    Ok(InRoot::File(index)) => return Ok(Target::File(index)),
+                    Ok(InRoot::Dir) | Err(PathError::NotFound) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -396,6 +391,13 @@ impl Routes {
             Err(PathError::Forbidden("directory has no index (--index)"))
         }
     }
+}
+
+/// What a path under the document root is.
+enum InRoot {
+    Script(Target),
+    File(PathBuf),
+    Dir,
 }
 
 /// What a walk under the document root found.

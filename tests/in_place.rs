@@ -96,12 +96,10 @@ fn make_site(root: &Path) {
     symlink(root.join("form.cgi"), root.join("form.txt")).unwrap();
 }
 
-/// A server over a fresh site, `.php` run as `php` says, `.cgi` by its `#!` line,
-/// `.py` through python3; index.php, then index.html.
-fn site_server(php: Php, tune: impl FnOnce(&mut Config)) -> (TestServer, Option<PhpServer>) {
-    let external = (php == Php::External).then(PhpServer::start);
-    let sock = external.as_ref().map(|e| e.sock.clone());
-    let s = TestServer::with(&[], |c| {
+/// A server over a fresh site: `.cgi` by its `#!` line, `.py` through python3, then
+/// whatever `tune` says.
+fn site(tune: impl FnOnce(&mut Config)) -> TestServer {
+    TestServer::with(&[], |c| {
         let root = c.cgi_dir.parent().unwrap().join("site");
         make_site(&root);
         c.document_root = Some(root);
@@ -109,6 +107,16 @@ fn site_server(php: Php, tune: impl FnOnce(&mut Config)) -> (TestServer, Option<
             ("cgi".into(), None),
             ("py".into(), Some("/usr/bin/python3".into())),
         ];
+        tune(c);
+    })
+}
+
+/// A server over a fresh site, `.php` run as `php` says, `.cgi` by its `#!` line,
+/// `.py` through python3; index.php, then index.html.
+fn site_server(php: Php, tune: impl FnOnce(&mut Config)) -> (TestServer, Option<PhpServer>) {
+    let external = (php == Php::External).then(PhpServer::start);
+    let sock = external.as_ref().map(|e| e.sock.clone());
+    let s = site(|c| {
         match (php, sock) {
             (Php::Cgi, _) => c
                 .cgi_ext
@@ -454,16 +462,7 @@ fn try_files_falls_back_to_the_front_controller_with_the_original_uri() {
 
 #[test]
 fn sh_and_python_scripts_run_without_php() {
-    let s = TestServer::with(&[], |c| {
-        let root = c.cgi_dir.parent().unwrap().join("site");
-        make_site(&root);
-        c.document_root = Some(root);
-        c.cgi_ext = vec![
-            ("cgi".into(), None),
-            ("py".into(), Some("/usr/bin/python3".into())),
-        ];
-        c.index = vec!["form.cgi".into()];
-    });
+    let s = site(|c| c.index = vec!["form.cgi".into()]);
     let r = s.get("/");
     assert_eq!(names(&r), pair("/form.cgi", ""), "{}", r.text());
     assert_eq!(names(&s.get("/app.py/q")), pair("/app.py", "/q"));
@@ -478,11 +477,7 @@ fn sh_and_python_scripts_run_without_php() {
 
 #[test]
 fn the_landing_page_lists_the_extensions() {
-    let s = TestServer::with(&[], |c| {
-        let root = c.cgi_dir.parent().unwrap().join("site");
-        make_site(&root);
-        c.document_root = Some(root);
-        c.cgi_ext = vec![("cgi".into(), None)];
+    let s = site(|c| {
         c.fcgi_ext = vec![("php".into(), FcgiExt::Program(php_cgi_path()))];
         c.index = vec!["start.php".into()];
     });
