@@ -7,8 +7,9 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use clap::Parser;
 
-use crate::config::{self, Config};
+use crate::config::{self, Config, FcgiExt};
 use crate::fastcgi::external::Address;
+use crate::handlers::check_extension;
 use crate::limits::Limits;
 use crate::logger::LogTarget;
 use crate::net::IpNet;
@@ -31,6 +32,9 @@ Examples:
                                                 static files, site/cgi-bin/ and site/htbin/ run
   cgi-testbed --root public --try-files '$uri $uri/ /cgi-bin/app'
                                                 files if they exist, else the front controller
+  cgi-testbed --root /usr/share/dokuwiki --fcgi-ext php=/usr/bin/php-cgi --index doku.php
+                                                a PHP application where it lives: *.php run
+                                                (one php-cgi pool), everything else is static
 
   curl -i http://127.0.0.1:8080/cgi-bin/hello      one process per request
   curl -i http://127.0.0.1:8080/fcgi-bin/hello-rs  the same program as a persistent worker
@@ -66,6 +70,22 @@ pub struct Args {
     /// original REQUEST_URI) or =404. E.g. '$uri $uri/ /cgi-bin/app'.
     #[arg(long, value_name = "LIST", value_parser = TryFiles::parse)]
     pub try_files: Option<TryFiles>,
+
+    /// Under --root, run files ending in .EXT as CGI, through PROGRAM or their own #!
+    /// line, e.g. php=/usr/bin/php-cgi, cgi (repeatable). Such files are never sent as
+    /// files.
+    #[arg(long = "cgi-ext", value_name = "EXT[=PROGRAM]", value_parser = parse_cgi_ext)]
+    pub cgi_ext: Vec<(String, Option<PathBuf>)>,
+
+    /// Under --root, send files ending in .EXT to FastCGI: PROGRAM started as one
+    /// worker pool for all of them, or a server at unix:PATH or HOST:PORT (repeatable).
+    #[arg(long = "fcgi-ext", value_name = "EXT=PROGRAM|ADDR", value_parser = parse_fcgi_ext)]
+    pub fcgi_ext: Vec<(String, FcgiExt)>,
+
+    /// What a directory serves or runs, the first that exists (repeatable)
+    /// [default: index.html].
+    #[arg(long = "index", value_name = "NAME", value_parser = parse_index)]
+    pub index: Vec<String>,
 
     /// Serve and run paths with a segment starting with "." (.git/, .env); by default
     /// they are 404, except /.well-known/.
@@ -248,6 +268,33 @@ fn parse_fastcgi(s: &str) -> Result<(String, Address), String> {
     Ok((name.to_owned(), Address::parse(addr)?))
 }
 
+fn parse_cgi_ext(s: &str) -> Result<(String, Option<PathBuf>), String> {
+    let (ext, program) = match s.split_once('=') {
+        Some((_, "")) => return Err("expected EXT or EXT=PROGRAM".into()),
+        Some((ext, program)) => (ext, Some(PathBuf::from(program))),
+        None => (s, None),
+    };
+    let ext = ext.trim_start_matches('.');
+    check_extension(ext)?;
+    Ok((ext.to_owned(), program))
+}
+
+fn parse_fcgi_ext(s: &str) -> Result<(String, FcgiExt), String> {
+    let (ext, how) = s
+        .split_once('=')
+        .ok_or("expected EXT=PROGRAM, EXT=unix:PATH or EXT=HOST:PORT")?;
+    let ext = ext.trim_start_matches('.');
+    check_extension(ext)?;
+    Ok((ext.to_owned(), FcgiExt::parse(how)?))
+}
+
+fn parse_index(s: &str) -> Result<String, String> {
+    if s.is_empty() || s == "." || s == ".." || s.contains('/') {
+        return Err(format!("{s:?} is not a file name"));
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_interpreter(s: &str) -> Result<(String, PathBuf), String> {
     let (ext, program) = s.split_once('=').ok_or("expected EXT=PROGRAM")?;
     let ext = ext.trim_start_matches('.');
@@ -271,6 +318,11 @@ impl Args {
             }
         }
         config.try_files = self.try_files;
+        config.cgi_ext = self.cgi_ext;
+        config.fcgi_ext = self.fcgi_ext;
+        if !self.index.is_empty() {
+            config.index = self.index;
+        }
         config.dotfiles = self.dotfiles;
         config.status_page = !self.no_status;
         config.status_allow = self.status_allow;
@@ -321,6 +373,8 @@ impl Args {
         config.workers.idle = self.worker_idle;
         config.workers.max_requests = self.worker_max_requests;
         config.workers.wait = self.worker_wait;
+        // Checked here too, so a bad combination is a usage error before anything starts.
+        config.handlers()?;
         Ok(config)
     }
 }

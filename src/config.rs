@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::fastcgi::external::Address;
 use crate::fastcgi::pool::PoolSettings;
+use crate::handlers::{Handler, Handlers, Runner, server_name};
 use crate::limits::Limits;
 use crate::logger::LogTarget;
 use crate::net::IpNet;
@@ -85,6 +86,41 @@ pub struct Config {
     pub fastcgi: Vec<(String, Address)>,
     /// `--dotfiles`: whether paths with a segment starting with `.` are served and run.
     pub dotfiles: Dotfiles,
+    /// `--cgi-ext EXT[=PROGRAM]`: files with this extension under the document root
+    /// run as CGI, through PROGRAM or their own `#!` line.
+    pub cgi_ext: Vec<(String, Option<PathBuf>)>,
+    /// `--fcgi-ext EXT=PROGRAM|ADDR`: files with this extension under the document
+    /// root go to PROGRAM's worker pool or to an external FastCGI server.
+    pub fcgi_ext: Vec<(String, FcgiExt)>,
+    /// `--index`: names a directory serves or runs, tried in order.
+    pub index: Vec<String>,
+}
+
+/// What serves one `--fcgi-ext` extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FcgiExt {
+    /// A program started as one worker pool for every such file.
+    Program(PathBuf),
+    /// A FastCGI server someone else runs.
+    Server(Address),
+}
+
+impl FcgiExt {
+    /// `unix:PATH` or `HOST:PORT` is a server; anything else, a program (a path
+    /// starting with `/` or `.` always is).
+    pub fn parse(s: &str) -> Result<FcgiExt, String> {
+        if s.is_empty() {
+            return Err("expected EXT=PROGRAM, EXT=unix:PATH or EXT=HOST:PORT".into());
+        }
+        if s.starts_with('/') || s.starts_with('.') {
+            return Ok(FcgiExt::Program(PathBuf::from(s)));
+        }
+        match Address::parse(s) {
+            Ok(a) => Ok(FcgiExt::Server(a)),
+            Err(e) if s.starts_with("unix:") => Err(e),
+            Err(_) => Ok(FcgiExt::Program(PathBuf::from(s))),
+        }
+    }
 }
 
 impl Config {
@@ -133,7 +169,74 @@ impl Config {
             server_timing: true,
             limits: Limits::default(),
             dotfiles: Dotfiles::Deny,
+            cgi_ext: Vec::new(),
+            fcgi_ext: Vec::new(),
+            index: vec!["index.html".into()],
         }
+    }
+
+    /// The scripts that run in place, from `--cgi-ext` and `--fcgi-ext`. They run
+    /// under the document root, so there must be one.
+    pub fn handlers(&self) -> Result<Handlers, String> {
+        let mut list: Vec<Handler> = self
+            .cgi_ext
+            .iter()
+            .map(|(ext, program)| Handler {
+                ext: ext.clone(),
+                runner: Runner::Cgi(program.clone()),
+            })
+            .collect();
+        for (ext, how) in &self.fcgi_ext {
+            let runner = match how {
+                FcgiExt::Program(p) => Runner::Pool(p.clone()),
+                // Several addresses for one extension are its backends, in turn.
+                FcgiExt::Server(_)
+                    if list
+                        .iter()
+                        .any(|h| h.ext == *ext && matches!(h.runner, Runner::Server { .. })) =>
+                {
+                    continue;
+                }
+                FcgiExt::Server(_) => Runner::Server {
+                    name: server_name(ext),
+                    shown: self.ext_servers(ext).join(", "),
+                },
+            };
+            list.push(Handler {
+                ext: ext.clone(),
+                runner,
+            });
+        }
+        if !list.is_empty() && self.document_root.is_none() {
+            return Err(
+                "--cgi-ext and --fcgi-ext run files under the document root: give --root DIR"
+                    .into(),
+            );
+        }
+        Handlers::new(list)
+    }
+
+    /// The addresses `--fcgi-ext EXT=ADDR` gave for `ext`, shown.
+    fn ext_servers(&self, ext: &str) -> Vec<String> {
+        self.fcgi_ext
+            .iter()
+            .filter_map(|(e, how)| match how {
+                FcgiExt::Server(a) if e == ext => Some(a.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every external FastCGI server by the name the routes use: `--fastcgi NAME=ADDR`
+    /// as given, `--fcgi-ext EXT=ADDR` as `*.EXT`, in order.
+    pub fn fastcgi_servers(&self) -> Vec<(String, Address)> {
+        let mut all = self.fastcgi.clone();
+        for (ext, how) in &self.fcgi_ext {
+            if let FcgiExt::Server(a) = how {
+                all.push((server_name(ext), a.clone()));
+            }
+        }
+        all
     }
 
     /// `--root DIR` without `--cgi-dir`, laid out as for `python -m http.server --cgi`:

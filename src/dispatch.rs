@@ -18,9 +18,20 @@ use crate::logger::{Logger, clf_time};
 use crate::net::Endpoints;
 use crate::paths;
 use crate::relay::{self, Call, Outcome};
-use crate::route::{Routes, Script, Target};
+use crate::route::{Routes, Script, SharedPool, Target};
 use crate::site::{self, Pages, Sent};
 use crate::stats::{Model, Running, Stats};
+
+/// Which FastCGI workers answer a script.
+#[derive(Clone, Copy)]
+enum Via<'a> {
+    /// `/fcgi-bin/NAME`: NAME's own pool.
+    OwnPool,
+    /// `--fcgi-ext EXT=PROGRAM`: the program's pool for every file of its extensions.
+    Shared(&'a SharedPool),
+    /// An external server (`--fastcgi`, `--fcgi-ext EXT=ADDR`), by name.
+    Server(&'a str),
+}
 
 /// Local redirects followed for one request before giving up (Apache uses 10).
 const MAX_REDIRECTS: usize = 10;
@@ -186,13 +197,19 @@ impl Dispatch {
             Target::Pooled(script) => {
                 record.model = Model::FastCgi;
                 return self
-                    .answer_fastcgi(ex, req, &script, None, tag, record)
+                    .answer_fastcgi(ex, req, &script, Via::OwnPool, tag, record)
+                    .await;
+            }
+            Target::Shared(pool, script) => {
+                record.model = Model::FastCgi;
+                return self
+                    .answer_fastcgi(ex, req, &script, Via::Shared(&pool), tag, record)
                     .await;
             }
             Target::External(name, script) => {
                 record.model = Model::FastCgi;
                 return self
-                    .answer_fastcgi(ex, req, &script, Some(&name), tag, record)
+                    .answer_fastcgi(ex, req, &script, Via::Server(&name), tag, record)
                     .await;
             }
             Target::File(path) => {
@@ -297,7 +314,7 @@ impl Dispatch {
         ex: &mut Exchange<'_>,
         req: &Request,
         script: &Script,
-        external: Option<&str>,
+        via: Via<'_>,
         tag: &str,
         record: &mut Record,
     ) -> Result<Option<String>, Error> {
@@ -315,16 +332,22 @@ impl Dispatch {
             tag,
             id: record.id,
         };
-        let served = match external.and_then(|name| self.fastcgi.external(name)) {
-            Some(backend) => {
-                let settings = self.relay_settings(false, started, tag);
+        let settings = || self.relay_settings(false, started, tag);
+        let served = match via {
+            Via::OwnPool => self.fastcgi.run_pooled(call, None, body, &settings).await?,
+            Via::Shared(pool) => {
                 self.fastcgi
-                    .run_external(call, backend, body, settings)
+                    .run_pooled(call, Some(pool), body, &settings)
                     .await?
             }
-            None => {
-                let settings = || self.relay_settings(false, started, tag);
-                self.fastcgi.run_pooled(call, body, &settings).await?
+            Via::Server(name) => {
+                // Routes name only servers the configuration has.
+                let backend = self.fastcgi.external(name).ok_or_else(|| {
+                    Error::BackendDown(format!("no FastCGI server is configured for {name}"))
+                })?;
+                self.fastcgi
+                    .run_external(call, backend, body, settings())
+                    .await?
             }
         };
         record.extra = format!(" worker={}", served.pid);

@@ -1,6 +1,7 @@
-//! The landing page at `/` (when the document root has no index.html): every script in
-//! the script directories with links to run it as CGI and as a FastCGI worker, whether
-//! it is executable, and the interpreter its `#!` line names. Plain HTML, no scripts.
+//! The landing page at `/` (when the document root has no index): every script in the
+//! script directories with links to run it as CGI and as a FastCGI worker, whether it
+//! is executable, and the interpreter its `#!` line names; and the extensions that run
+//! in place under the document root. Plain HTML, no scripts.
 
 use std::fmt::Write;
 use std::fs;
@@ -8,6 +9,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::handlers::Handlers;
 use crate::html::{encode_path, escape};
 
 /// How deep below a script directory we look, and how many files we list at most, so
@@ -150,6 +152,10 @@ pub struct Section {
 pub struct Context<'a> {
     pub version: &'a str,
     pub static_root: Option<&'a Path>,
+    /// `--cgi-ext`, `--fcgi-ext`.
+    pub handlers: &'a Handlers,
+    /// `--index`.
+    pub index: &'a [String],
     pub status_page: bool,
     /// Name the directories on disk: for a client on this machine only, since where
     /// the files live helps an attacker elsewhere and nobody else needs it.
@@ -231,17 +237,27 @@ pub fn render(sections: &[Section], ctx: &Context<'_>) -> String {
              script answers it with an error.</p>\n",
         );
     }
+    in_place(&mut h, ctx);
     h.push_str("<h2>More</h2>\n<ul>\n");
+    let index = ctx
+        .index
+        .iter()
+        .map(|n| format!("<code>{}</code>", escape(n)))
+        .collect::<Vec<_>>()
+        .join(" or ");
     match ctx.static_root {
-        Some(_) if !ctx.show_paths => h.push_str(
-            "<li>Static files come from the document root; an <code>index.html</code> \
-             there replaces this page.</li>\n",
-        ),
+        Some(_) if !ctx.show_paths => {
+            let _ = writeln!(
+                h,
+                "<li>Static files come from the document root; an {index} there replaces \
+                 this page.</li>"
+            );
+        }
         Some(root) => {
             let _ = writeln!(
                 h,
-                "<li>Static files come from <code>{}</code>; an <code>index.html</code> \
-                 there replaces this page.</li>",
+                "<li>Static files come from <code>{}</code>; an {index} there replaces \
+                 this page.</li>",
                 escape(&root.display().to_string())
             );
         }
@@ -259,6 +275,35 @@ pub fn render(sections: &[Section], ctx: &Context<'_>) -> String {
     }
     h.push_str("</ul>\n</body></html>\n");
     h
+}
+
+/// The extensions that run in place, if any: which and how (the programs and
+/// addresses for a client on this machine only).
+fn in_place(h: &mut String, ctx: &Context<'_>) {
+    if ctx.handlers.is_empty() {
+        return;
+    }
+    h.push_str(
+        "<h2>Scripts in the document root, by extension</h2>\n\
+         <table><tr><th>files</th><th>run as</th></tr>\n",
+    );
+    for x in ctx.handlers.iter() {
+        let runs = if ctx.show_paths {
+            x.runner.describe()
+        } else {
+            x.runner.kind().to_owned()
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td><code>*.{}</code></td><td>{}</td></tr>",
+            escape(&x.ext),
+            escape(&runs)
+        );
+    }
+    h.push_str(
+        "</table>\n<p class=\"muted\">Such a file is never sent as a file; a path \
+         past it (<code>/app.php/more</code>) is its PATH_INFO.</p>\n",
+    );
 }
 
 #[cfg(test)]
@@ -311,6 +356,8 @@ mod tests {
             &Context {
                 version: "cgi-testbed/0",
                 static_root: None,
+                handlers: &Handlers::default(),
+                index: &["index.html".into()],
                 status_page: true,
                 show_paths: true,
             },
@@ -328,6 +375,11 @@ mod tests {
     fn paths_on_disk_only_when_asked() {
         let dir = Path::new("/srv/secret/cgi-bin");
         let root = Path::new("/srv/secret/public");
+        let handlers = Handlers::new(vec![crate::handlers::Handler {
+            ext: "php".into(),
+            runner: crate::handlers::Runner::Pool("/srv/secret/bin/php-cgi".into()),
+        }])
+        .unwrap();
         let page = |show_paths| {
             render(
                 &[Section {
@@ -339,6 +391,8 @@ mod tests {
                 &Context {
                     version: "cgi-testbed/0",
                     static_root: Some(root),
+                    handlers: &handlers,
+                    index: &["index.php".into(), "index.html".into()],
                     status_page: false,
                     show_paths,
                 },
@@ -346,8 +400,12 @@ mod tests {
         };
         let local = page(true);
         assert!(local.contains("/srv/secret/cgi-bin") && local.contains("/srv/secret/public"));
+        assert!(local.contains("<code>*.php</code>"), "{local}");
+        assert!(local.contains("a worker pool of /srv/secret/bin/php-cgi"));
+        assert!(local.contains("<code>index.php</code> or <code>index.html</code>"));
         let remote = page(false);
         assert!(!remote.contains("/srv/secret"), "{remote}");
         assert!(remote.contains("<code>/cgi-bin/</code>"));
+        assert!(remote.contains("<code>*.php</code></td><td>FastCGI: a worker pool<"));
     }
 }

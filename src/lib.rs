@@ -9,6 +9,7 @@ pub mod error;
 pub mod event_loop;
 pub mod fastcgi;
 pub mod gateway;
+pub mod handlers;
 pub mod html;
 pub mod http;
 pub mod landing;

@@ -1,15 +1,18 @@
 //! What serves a path: [`Routes::decide`] turns a clean request path into a
 //! [`Target`] — a script and the model that runs it, a static file, one of the server's
-//! own pages, or a `--try-files` fallback — and holds the rule that only executable
-//! regular files inside a canonical script directory run.
+//! own pages, or a `--try-files` fallback — and holds the rules for what runs: an
+//! executable regular file inside a canonical script directory, or a regular file
+//! under the document root whose extension `--cgi-ext`/`--fcgi-ext` registered, split
+//! from its PATH_INFO at that file and nowhere else.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::handlers::{Handlers, Runner};
 use crate::paths::{Dotfiles, PathError, check_dotfiles, strip_mount};
-use crate::static_files::{self, Found};
+use crate::static_files::{self, Found, Private, Reached};
 use crate::stats::Model;
 use crate::try_files::{Tried, TryFiles};
 
@@ -113,7 +116,11 @@ pub enum Target {
     Cgi(Script),
     /// `/fcgi-bin/NAME`: a worker from NAME's pool.
     Pooled(Script),
-    /// `/fcgi-bin/NAME` served by a FastCGI server someone else runs (`--fastcgi`).
+    /// A script under the document root that `--fcgi-ext EXT=PROGRAM` runs: one pool
+    /// of PROGRAM serves every file of its extensions.
+    Shared(SharedPool, Script),
+    /// `/fcgi-bin/NAME` served by a FastCGI server someone else runs (`--fastcgi`), or
+    /// a script under the document root that `--fcgi-ext EXT=ADDR` sends to one.
     External(String, Script),
     /// A regular file under the document root.
     File(PathBuf),
@@ -121,6 +128,17 @@ pub enum Target {
     AddSlash,
     Landing,
     Status,
+}
+
+/// The worker pool of one `--fcgi-ext` program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPool {
+    /// As the status page shows it: the program and its extensions.
+    pub name: String,
+    /// Started without arguments; `SCRIPT_FILENAME` says which file to run.
+    pub program: PathBuf,
+    /// The document root, as php-fpm's `chdir` would be.
+    pub cwd: PathBuf,
 }
 
 /// Everything [`Routes::decide`] looks at, fixed at start.
@@ -137,6 +155,10 @@ pub struct Routes {
     pub fcgi_allow: Option<Vec<String>>,
     /// `--dotfiles`: whether paths with a segment starting with `.` are served and run.
     pub dotfiles: Dotfiles,
+    /// `--cgi-ext`, `--fcgi-ext`: scripts run in place under the document root.
+    pub handlers: Handlers,
+    /// `--index`: what a directory serves or runs, the first that exists.
+    pub index: Vec<String>,
 }
 
 impl Routes {
@@ -157,6 +179,14 @@ impl Routes {
             Model::Cgi
         } else if strip_mount(clean, FASTCGI_MOUNT).is_some() {
             Model::FastCgi
+        } else if let Some(h) = clean
+            .split('/')
+            .find_map(|seg| self.handlers.source_of(seg))
+        {
+            match h.runner {
+                Runner::Cgi(_) => Model::Cgi,
+                _ => Model::FastCgi,
+            }
         } else if self.layout.static_root.is_some() {
             Model::Static
         } else {
@@ -175,11 +205,23 @@ impl Routes {
         }
         let layout = &self.layout;
         let scripts = layout.script_dirs();
+        let private = Private {
+            dirs: &scripts,
+            scripts: &self.handlers,
+        };
         let root = layout.static_root.as_deref();
         if first && let Some(list) = &self.try_files {
-            return match list.choose(root, clean, &scripts, self.dotfiles) {
+            // A script run in place comes first, as nginx's `location ~ \.php$` does
+            // before `location /` and its try_files.
+            if let Some(root) = root
+                && !self.handlers.is_empty()
+                && let InPlace::Script(target) = self.in_place(root, clean)?
+            {
+                return Ok(target);
+            }
+            return match list.choose(root, clean, private, self.dotfiles) {
                 Tried::File(_, path) => Ok(Target::File(path)),
-                Tried::Dir(_, path) => self.directory(clean, &path),
+                Tried::Dir(dir, _) => self.directory(clean, &dir, private),
                 Tried::Redirect(uri) => self.decide_from(&uri, false),
                 Tried::NotFound => Err(PathError::NotFound),
             };
@@ -190,10 +232,97 @@ impl Routes {
                 _ => Err(PathError::NotFound),
             };
         };
-        match static_files::lookup(root, clean, &scripts, self.dotfiles)? {
-            Found::File(path) => Ok(Target::File(path)),
-            Found::Dir(path) => self.directory(clean, &path),
+        match self.in_root(root, clean, private)? {
+            InRoot::Script(target) => Ok(target),
+            InRoot::File(path) => Ok(Target::File(path)),
+            InRoot::Dir => self.directory(clean, clean, private),
         }
+    }
+
+    /// What `clean` is under the document root: a script run in place, else a static
+    /// file or directory. The path is walked once for both.
+    fn in_root(&self, root: &Path, clean: &str, private: Private<'_>) -> Result<InRoot, PathError> {
+        let found = if self.handlers.is_empty() {
+            static_files::lookup(root, clean, private, self.dotfiles)?
+        } else {
+            match self.in_place(root, clean)? {
+                InPlace::Script(target) => return Ok(InRoot::Script(target)),
+                InPlace::Other(reached) => static_files::judge(clean, reached?, private)?,
+            }
+        };
+        Ok(match found {
+            Found::File(path) => InRoot::File(path),
+            Found::Dir(_) => InRoot::Dir,
+        })
+    }
+
+    /// Walks `clean` under the document root: a regular file with a registered
+    /// extension on the way is the script, and the rest of the path its PATH_INFO.
+    /// Never a directory, nor a file of another kind: `/uploads/avatar.png/x.php`
+    /// runs nothing (the `cgi.fix_pathinfo` hole).
+    fn in_place(&self, root: &Path, clean: &str) -> Result<InPlace, PathError> {
+        if let Err(e) = check_dotfiles(clean, self.dotfiles) {
+            return Ok(InPlace::Other(Err(e)));
+        }
+        let reached = match static_files::walk(root, clean) {
+            Ok(r) => r,
+            // Missing or refused: no script; the static side says which, and
+            // `--try-files` may still have an answer.
+            Err(e) => return Ok(InPlace::Other(Err(e))),
+        };
+        let name = clean[..reached.end].rsplit('/').next().unwrap_or("");
+        let runner = match &reached.meta {
+            Some(m) if m.is_file() => self.handlers.runner(name),
+            _ => None,
+        };
+        match runner {
+            Some(runner) => Ok(InPlace::Script(
+                self.in_place_target(runner, clean, reached)?,
+            )),
+            None => Ok(InPlace::Other(Ok(reached))),
+        }
+    }
+
+    /// The target for the script `reached` with its registered `runner`.
+    fn in_place_target(
+        &self,
+        runner: &Runner,
+        clean: &str,
+        reached: Reached,
+    ) -> Result<Target, PathError> {
+        let script_name = &clean[..reached.end];
+        let name = script_name.rsplit('/').next().unwrap_or("");
+        let mut script = Script {
+            script_name: script_name.to_owned(),
+            path_info: clean[reached.end..].to_owned(),
+            file: reached.path,
+            nph: false,
+            interpreter: None,
+        };
+        Ok(match runner {
+            Runner::Cgi(program) => {
+                let executable = reached
+                    .meta
+                    .is_some_and(|m| m.permissions().mode() & 0o111 != 0);
+                if program.is_none() && !executable {
+                    return Err(PathError::Forbidden(
+                        "script is not executable (chmod +x, or --cgi-ext EXT=PROGRAM)",
+                    ));
+                }
+                script.nph = name.starts_with("nph-");
+                script.interpreter = program.clone();
+                Target::Cgi(script)
+            }
+            Runner::Pool(program) => Target::Shared(
+                SharedPool {
+                    name: self.handlers.pool_name(program),
+                    program: program.clone(),
+                    cwd: self.layout.document_root.clone(),
+                },
+                script,
+            ),
+            Runner::Server { name, .. } => Target::External(name.clone(), script),
+        })
     }
 
     /// The script `clean` names, if it is under a script mount or `/fcgi-bin/`. A
@@ -250,34 +379,47 @@ impl Routes {
         Some(script.map(Target::Pooled))
     }
 
-    /// A directory: add the slash first (so relative links in its page work), then
-    /// its index.html, or the landing page at `/`.
-    fn directory(&self, clean: &str, path: &Path) -> Result<Target, PathError> {
+    /// A directory, `dir` in the URL: add the slash first (so relative links in its
+    /// page work), then the first `--index` name that exists there — run, if it is a
+    /// script, or served — or the landing page at `/`.
+    fn directory(&self, clean: &str, dir: &str, private: Private<'_>) -> Result<Target, PathError> {
         if !clean.ends_with('/') {
             return Ok(Target::AddSlash);
         }
-        let layout = &self.layout;
-        let index = match layout.static_root.as_deref() {
-            // Looked up like any file, so an index.html symlinked out of the root is
-            // refused.
-            Some(root) => match path.strip_prefix(root).ok().and_then(Path::to_str) {
-                Some(rel) => {
-                    let rel = format!("/{rel}/index.html");
-                    static_files::lookup(root, &rel, &layout.script_dirs(), self.dotfiles)
+        let dir = dir.trim_end_matches('/');
+        if let Some(root) = self.layout.static_root.as_deref() {
+            for name in &self.index {
+                // Looked up like any path, so an index.html symlinked out of the root
+                // is refused, and index.php runs.
+                match self.in_root(root, &format!("{dir}/{name}"), private) {
+                    Ok(InRoot::Script(target)) => return Ok(target),
+                    Ok(InRoot::File(index)) => return Ok(Target::File(index)),
+                    Ok(InRoot::Dir) | Err(PathError::NotFound) => {}
+                    Err(e) => return Err(e),
                 }
-                None => Err(PathError::NotFound),
-            },
-            None => Err(PathError::NotFound),
-        };
-        match index {
-            Ok(Found::File(index)) => Ok(Target::File(index)),
-            Ok(Found::Dir(_)) | Err(PathError::NotFound) if clean == "/" => Ok(Target::Landing),
-            Ok(Found::Dir(_)) | Err(PathError::NotFound) => {
-                Err(PathError::Forbidden("directory has no index.html"))
             }
-            Err(e) => Err(e),
+        }
+        if clean == "/" {
+            Ok(Target::Landing)
+        } else {
+            Err(PathError::Forbidden("directory has no index (--index)"))
         }
     }
+}
+
+/// What a path under the document root is.
+enum InRoot {
+    Script(Target),
+    File(PathBuf),
+    Dir,
+}
+
+/// What a walk under the document root found.
+enum InPlace {
+    /// A script to run in place.
+    Script(Target),
+    /// Anything else, to be judged as a static file.
+    Other(Result<Reached, PathError>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -531,5 +673,170 @@ mod tests {
         assert_eq!(r("/env/.x", Dotfiles::Deny), Err(PathError::Hidden));
         assert!(r("/.hidden", Dotfiles::Allow).is_ok());
         assert_eq!(r("/env/.x", Dotfiles::Allow).unwrap().path_info, "/.x");
+    }
+
+    /// A document root with scripts by extension: php through a pool, cgi by its
+    /// own `#!` line, py through python3.
+    fn site(try_files: Option<&str>) -> (tempfile::TempDir, PathBuf, Routes) {
+        use crate::handlers::Handler;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(tmp.path()).unwrap();
+        for dir in ["uploads", "dir.php", "sub", "empty"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for (name, mode) in [
+            ("index.php", 0o644),
+            ("style.css", 0o644),
+            ("X.PHP", 0o644),
+            ("form.cgi", 0o755),
+            ("plain.cgi", 0o644),
+            ("app.py", 0o644),
+            ("uploads/avatar.png", 0o644),
+            ("sub/index.html", 0o644),
+        ] {
+            fs::write(root.join(name), "#!/bin/sh\n").unwrap();
+            fs::set_permissions(root.join(name), fs::Permissions::from_mode(mode)).unwrap();
+        }
+        symlink(root.join("index.php"), root.join("source.txt")).unwrap();
+        symlink(root.join("index.php"), root.join("alias.php")).unwrap();
+        let handlers = Handlers::new(vec![
+            Handler {
+                ext: "php".into(),
+                runner: Runner::Pool("/usr/bin/php-cgi".into()),
+            },
+            Handler {
+                ext: "cgi".into(),
+                runner: Runner::Cgi(None),
+            },
+            Handler {
+                ext: "py".into(),
+                runner: Runner::Cgi(Some("/usr/bin/python3".into())),
+            },
+        ])
+        .unwrap();
+        let routes = Routes {
+            layout: Layout {
+                cgi_dir: root.join("cgi-bin"),
+                document_root: root.clone(),
+                static_root: Some(root.clone()),
+                mounts: Vec::new(),
+            },
+            interpreters: Vec::new(),
+            try_files: try_files.map(|t| TryFiles::parse(t).unwrap()),
+            status_page: true,
+            external: Vec::new(),
+            fcgi_allow: None,
+            dotfiles: Dotfiles::Deny,
+            handlers,
+            index: vec!["index.php".into(), "index.html".into()],
+        };
+        (tmp, root, routes)
+    }
+
+    fn script_of(t: Target) -> Script {
+        match t {
+            Target::Cgi(s) | Target::Shared(_, s) | Target::External(_, s) => s,
+            other => panic!("not a script: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn scripts_in_place_and_their_path_info() {
+        let (_tmp, root, routes) = site(None);
+        let d = |p: &str| routes.decide(p);
+        let s = script_of(d("/index.php/wiki/page").unwrap());
+        assert_eq!(
+            (s.script_name.as_str(), s.path_info.as_str()),
+            ("/index.php", "/wiki/page")
+        );
+        assert_eq!(s.file, root.join("index.php"));
+        let Ok(Target::Shared(pool, _)) = d("/index.php") else {
+            panic!("php runs in the pool");
+        };
+        assert_eq!(pool.program, Path::new("/usr/bin/php-cgi"));
+        assert_eq!(pool.cwd, root);
+        assert_eq!(pool.name, "/usr/bin/php-cgi (*.php)");
+        assert_eq!(script_of(d("/index.php/").unwrap()).path_info, "/");
+        let Ok(Target::Cgi(s)) = d("/form.cgi/x") else {
+            panic!("cgi runs");
+        };
+        assert_eq!((s.interpreter, s.path_info.as_str()), (None, "/x"));
+        let Ok(Target::Cgi(s)) = d("/app.py") else {
+            panic!("py runs");
+        };
+        assert_eq!(s.interpreter, Some(PathBuf::from("/usr/bin/python3")));
+        // A link named as a script runs what it points to, inside the root.
+        assert_eq!(
+            script_of(d("/alias.php").unwrap()).file,
+            root.join("index.php")
+        );
+        // The index: a directory runs the first that exists.
+        let s = script_of(d("/").unwrap());
+        assert_eq!(
+            (s.script_name.as_str(), s.path_info.as_str()),
+            ("/index.php", "")
+        );
+        assert_eq!(d("/sub/"), Ok(Target::File(root.join("sub/index.html"))));
+        assert_eq!(d("/sub"), Ok(Target::AddSlash));
+        assert!(matches!(d("/empty/"), Err(PathError::Forbidden(_))));
+        assert_eq!(d("/style.css"), Ok(Target::File(root.join("style.css"))));
+    }
+
+    #[test]
+    fn never_as_source_and_never_split_elsewhere() {
+        let (_tmp, _root, routes) = site(None);
+        let d = |p: &str| routes.decide(p);
+        let source = Err(PathError::Forbidden("a script's source is never sent"));
+        assert_eq!(d("/X.PHP"), source, "another case: neither run nor sent");
+        assert_eq!(d("/source.txt"), source, "a link to a script");
+        assert!(matches!(d("/plain.cgi"), Err(PathError::Forbidden(_))));
+        for nothing in [
+            "/uploads/avatar.png/x.php",
+            "/style.css/x.php",
+            "/dir.php/x",
+            "/index.php.",
+            "/missing.php",
+            "/X.PHP/x",
+            "/source.txt/x",
+        ] {
+            assert_eq!(d(nothing), Err(PathError::NotFound), "{nothing}");
+        }
+        assert_eq!(d("/dir.php"), Ok(Target::AddSlash));
+        assert_eq!(d("/.hidden.php"), Err(PathError::Hidden));
+        assert_eq!(d("/index.php/.git"), Err(PathError::Hidden));
+        assert_eq!(routes.owner("/X.PHP"), Model::FastCgi);
+        assert_eq!(routes.owner("/plain.cgi"), Model::Cgi);
+        assert_eq!(routes.owner("/style.css"), Model::Static);
+    }
+
+    #[test]
+    fn try_files_falls_back_to_a_script_in_place() {
+        let (_tmp, root, routes) = site(Some("$uri $uri/ /index.php"));
+        let d = |p: &str| routes.decide(p);
+        let s = script_of(d("/wiki/some/page").unwrap());
+        assert_eq!(
+            (s.script_name.as_str(), s.path_info.as_str()),
+            ("/index.php", "")
+        );
+        assert_eq!(d("/style.css"), Ok(Target::File(root.join("style.css"))));
+        assert_eq!(script_of(d("/form.cgi/a").unwrap()).path_info, "/a");
+        // Never a candidate as a file: the front controller answers instead.
+        for sent_nowhere in ["/X.PHP", "/source.txt"] {
+            assert_eq!(
+                script_of(d(sent_nowhere).unwrap()).script_name,
+                "/index.php",
+                "{sent_nowhere}"
+            );
+        }
+        let t = TryFiles::parse("$uri $uri.php =404").unwrap();
+        let routes = Routes {
+            try_files: Some(t),
+            ..routes
+        };
+        assert_eq!(
+            routes.decide("/index"),
+            Err(PathError::NotFound),
+            "a script's source is no $uri.php candidate"
+        );
     }
 }

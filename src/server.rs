@@ -68,6 +68,7 @@ impl Shared {
             pools: self.pools.status(),
             workers_alive: self.pools.total(),
             script_groups: self.children.count(),
+            handlers: self.dispatch.routes.handlers.clone(),
         })
     }
 }
@@ -97,6 +98,9 @@ pub struct Server {
 impl Server {
     /// Binds the listening socket and checks the configuration.
     pub fn bind(config: Config) -> io::Result<Server> {
+        let handlers = config
+            .handlers()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let layout = Layout::resolve(
             &config.cgi_dir,
             config.require_cgi_dir,
@@ -125,13 +129,13 @@ impl Server {
             config.loops.max(1),
         )?;
         // `--fastcgi NAME=ADDR` repeated for one name: its backends, taken in turn.
+        let servers = config.fastcgi_servers();
         let mut external: Vec<External> = Vec::new();
-        for (name, _) in &config.fastcgi {
+        for (name, _) in &servers {
             if external.iter().any(|e| e.name() == name) {
                 continue;
             }
-            let addrs: Vec<Address> = config
-                .fastcgi
+            let addrs: Vec<Address> = servers
                 .iter()
                 .filter(|(n, _)| n == name)
                 .map(|(_, a)| a.clone())
@@ -143,9 +147,11 @@ impl Server {
             interpreters: config.interpreters.clone(),
             try_files: config.try_files.clone(),
             status_page: config.status_page,
-            external: external.iter().map(|e| e.name().to_owned()).collect(),
+            external: config.fastcgi.iter().map(|(n, _)| n.clone()).collect(),
             fcgi_allow: (!config.fcgi_allow.is_empty()).then(|| config.fcgi_allow.clone()),
             dotfiles: config.dotfiles,
+            handlers: handlers.clone(),
+            index: config.index.clone(),
         };
         let cgi = Cgi {
             site: site.clone(),
@@ -168,6 +174,8 @@ impl Server {
         let pages = Pages {
             layout,
             interpreters: config.interpreters.clone(),
+            handlers,
+            index: config.index.clone(),
             status_page: config.status_page,
             status_allow: config.status_allow.clone(),
             stats: stats.clone(),

@@ -11,6 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use crate::error::Error;
 use crate::fastcgi::pool::Pools;
+use crate::handlers::Handlers;
 use crate::html::encode_path;
 use crate::http::conn::SendError;
 use crate::http::exchange::Exchange;
@@ -152,6 +153,10 @@ pub async fn add_slash(ex: &mut Exchange<'_>, req: &Request, clean: &str) -> Res
 pub struct Pages {
     pub layout: Layout,
     pub interpreters: Vec<(String, PathBuf)>,
+    /// `--cgi-ext`, `--fcgi-ext`.
+    pub handlers: Handlers,
+    /// `--index`.
+    pub index: Vec<String>,
     pub status_page: bool,
     pub status_allow: Vec<IpNet>,
     pub stats: Arc<Stats>,
@@ -164,6 +169,8 @@ impl Pages {
         check_method(req)?;
         let layout = self.layout.clone();
         let interpreters = self.interpreters.clone();
+        let handlers = self.handlers.clone();
+        let index = self.index.clone();
         let status_page = self.status_page;
         let show_paths = net::is_loopback(ex.ends().remote.ip());
         let page = off_loop(move || {
@@ -191,6 +198,8 @@ impl Pages {
                 &landing::Context {
                     version: &version,
                     static_root: layout.static_root.as_deref(),
+                    handlers: &handlers,
+                    index: &index,
                     status_page,
                     show_paths,
                 },
@@ -216,6 +225,7 @@ impl Pages {
             pools: self.pools.status(),
             workers_alive: self.pools.total(),
             script_groups: self.children.count(),
+            handlers: self.handlers.clone(),
         };
         let snap = off_loop(move || status::snapshot(sources)).await?;
         if json {

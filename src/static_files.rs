@@ -9,6 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::handlers::Handlers;
 use crate::http::head::Request;
 use crate::paths::{self, Dotfiles, PathError};
 
@@ -46,27 +47,43 @@ pub enum Found {
     Dir(PathBuf),
 }
 
-/// Finds `clean` (decoded, normalized: no `..` left) under `root`, which must be
-/// canonical. Symlinks may be used as long as they end inside the root; nothing inside
-/// one of the canonical `scripts` directories is ever a static file, so a script's
-/// source cannot be read by a path that avoids its mount; no path with a segment
-/// starting with `.` is, unless `dotfiles` allows it.
-pub fn lookup(
-    root: &Path,
-    clean: &str,
-    scripts: &[&Path],
-    dotfiles: Dotfiles,
-) -> Result<Found, PathError> {
-    paths::check_dotfiles(clean, dotfiles)?;
+/// What is never sent as a file, whatever path reaches it.
+#[derive(Debug, Clone, Copy)]
+pub struct Private<'a> {
+    /// The canonical script directories: nothing inside one is a static file, so a
+    /// script's source cannot be read by a path that avoids its mount.
+    pub dirs: &'a [&'a Path],
+    /// Scripts that run in place: a file whose name, or whose link target's name,
+    /// has one of their extensions in any case is a script's source.
+    pub scripts: &'a Handlers,
+}
+
+/// How far a walk down a clean path got.
+#[derive(Debug)]
+pub struct Reached {
+    /// Where it stopped on disk: the root joined with the segments, or the canonical
+    /// path (inside the root) when a symlink was on the way.
+    pub path: PathBuf,
+    /// `None` for the root itself.
+    pub meta: Option<fs::Metadata>,
+    /// Where the rest of the path starts: the byte after `/a/b.php` in `/a/b.php/c`.
+    pub end: usize,
+}
+
+/// Walks `clean` (decoded, normalized: no `..` left) down from `root`, which must be
+/// canonical, to the first segment that is not a directory, or to its end. Symlinks
+/// may be used as long as they end inside the root.
+pub fn walk(root: &Path, clean: &str) -> Result<Reached, PathError> {
     let mut path = root.to_path_buf();
     let mut via_symlink = false;
     let mut meta: Option<fs::Metadata> = None;
-    for seg in clean.split('/').filter(|s| !s.is_empty()) {
-        if let Some(m) = &meta
-            && !m.is_dir()
-        {
-            // `/file.txt/more`: a file is not a directory (ENOTDIR), so not found.
-            return Err(PathError::NotFound);
+    let mut end = clean.len();
+    let mut at = 0;
+    for seg in clean.split('/') {
+        let seg_end = at + seg.len();
+        at = seg_end + 1;
+        if seg.is_empty() {
+            continue;
         }
         path.push(seg);
         let mut m = fs::symlink_metadata(&path).map_err(not_there)?;
@@ -74,7 +91,12 @@ pub fn lookup(
             via_symlink = true;
             m = fs::metadata(&path).map_err(not_there)?;
         }
+        let dir = m.is_dir();
         meta = Some(m);
+        if !dir {
+            end = seg_end;
+            break;
+        }
     }
     // As in route::resolve: without a symlink on the way, `root` + clean segments is
     // already canonical; after one, only where the path really ends counts.
@@ -84,14 +106,44 @@ pub fn lookup(
             return Err(PathError::Forbidden("resolves outside the document root"));
         }
     }
-    if scripts.iter().any(|dir| path.starts_with(dir)) {
+    Ok(Reached { path, meta, end })
+}
+
+/// Finds `clean` under `root` (see [`walk`]) as a static file or directory: nothing
+/// [`Private`] is one, nor any path with a segment starting with `.` unless
+/// `dotfiles` allows it.
+pub fn lookup(
+    root: &Path,
+    clean: &str,
+    private: Private<'_>,
+    dotfiles: Dotfiles,
+) -> Result<Found, PathError> {
+    paths::check_dotfiles(clean, dotfiles)?;
+    judge(clean, walk(root, clean)?, private)
+}
+
+/// What a walk down `clean` that got to `reached` finds, as a static file.
+pub fn judge(clean: &str, reached: Reached, private: Private<'_>) -> Result<Found, PathError> {
+    let Reached { path, meta, end } = reached;
+    if end < clean.len() {
+        // `/file.txt/more`, `/file.txt/`: a file is not a directory (ENOTDIR, as
+        // open(2) says), so not found.
+        return Err(PathError::NotFound);
+    }
+    if private.dirs.iter().any(|dir| path.starts_with(dir)) {
         return Err(PathError::Forbidden("inside a script directory"));
     }
+    let name = clean.rsplit('/').next().unwrap_or("");
+    let target = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     match meta {
         None => Ok(Found::Dir(path)),
         Some(m) if m.is_dir() => Ok(Found::Dir(path)),
-        // `/file.txt/` names a directory, which a file is not (as open(2) says, ENOTDIR).
-        Some(_) if clean.ends_with('/') => Err(PathError::NotFound),
+        Some(_)
+            if private.scripts.source_of(name).is_some()
+                || private.scripts.source_of(target).is_some() =>
+        {
+            Err(PathError::Forbidden("a script's source is never sent"))
+        }
         // A FIFO or device would block or never end; only regular files are served.
         Some(m) if m.is_file() => Ok(Found::File(path)),
         Some(_) => Err(PathError::Forbidden("not a regular file")),
@@ -481,7 +533,12 @@ mod tests {
         symlink(root.join("cgi-bin/app"), root.join("app-src")).unwrap();
         let scripts = [root.join("cgi-bin")];
         let scripts: Vec<&Path> = scripts.iter().map(PathBuf::as_path).collect();
-        let l = |p: &str| lookup(&root, p, &scripts, Dotfiles::Deny);
+        let none = Handlers::default();
+        let private = Private {
+            dirs: &scripts,
+            scripts: &none,
+        };
+        let l = |p: &str| lookup(&root, p, private, Dotfiles::Deny);
         assert!(matches!(l("/docs/a.txt"), Ok(Found::File(p)) if p == root.join("docs/a.txt")));
         assert!(matches!(l("/docs/"), Ok(Found::Dir(_))));
         assert!(matches!(l("/"), Ok(Found::Dir(p)) if p == root));
@@ -501,8 +558,58 @@ mod tests {
         assert_eq!(l("/.env").unwrap_err(), PathError::Hidden);
         assert_eq!(l("/.nothing").unwrap_err(), PathError::Hidden);
         assert!(matches!(
-            lookup(&root, "/.env", &scripts, Dotfiles::Allow),
+            lookup(&root, "/.env", private, Dotfiles::Allow),
             Ok(Found::File(_))
         ));
+    }
+
+    #[test]
+    fn script_sources_are_never_files() {
+        use crate::handlers::{Handler, Runner};
+        let tmp = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(tmp.path()).unwrap();
+        fs::create_dir_all(root.join("uploads")).unwrap();
+        for name in ["index.php", "X.PHP", "style.css", "uploads/avatar.png"] {
+            fs::write(root.join(name), "<?php echo 1;").unwrap();
+        }
+        symlink(root.join("index.php"), root.join("source.txt")).unwrap();
+        let scripts = Handlers::new(vec![Handler {
+            ext: "php".into(),
+            runner: Runner::Cgi(None),
+        }])
+        .unwrap();
+        let private = Private {
+            dirs: &[],
+            scripts: &scripts,
+        };
+        let l = |p: &str| lookup(&root, p, private, Dotfiles::Deny);
+        assert!(matches!(l("/style.css"), Ok(Found::File(_))));
+        for never in ["/index.php", "/X.PHP", "/source.txt"] {
+            assert_eq!(
+                l(never).unwrap_err(),
+                PathError::Forbidden("a script's source is never sent"),
+                "{never}"
+            );
+        }
+        assert_eq!(l("/index.php/").unwrap_err(), PathError::NotFound);
+        assert_eq!(l("/index.php./").unwrap_err(), PathError::NotFound);
+        assert_eq!(
+            l("/uploads/avatar.png/x.php").unwrap_err(),
+            PathError::NotFound
+        );
+
+        let w = walk(&root, "/uploads/avatar.png/x.php").unwrap();
+        assert_eq!(w.path, root.join("uploads/avatar.png"));
+        assert_eq!(&"/uploads/avatar.png/x.php"[w.end..], "/x.php");
+        let w = walk(&root, "/uploads/").unwrap();
+        assert!(w.meta.unwrap().is_dir());
+        assert_eq!(w.end, "/uploads/".len());
+        let w = walk(&root, "/source.txt/a").unwrap();
+        assert_eq!(
+            w.path,
+            root.join("index.php"),
+            "a link is judged where it ends"
+        );
+        assert_eq!(walk(&root, "/nothing/x").unwrap_err(), PathError::NotFound);
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::fastcgi::pool::PoolStatus;
+use crate::handlers::{Handlers, Runner};
 use crate::html::escape;
 use crate::proctree::{self, Proc};
 use crate::stats::{Model, Stats};
@@ -22,6 +23,8 @@ pub struct Snapshot {
     pub uptime_secs: f64,
     pub requests: Requests,
     pub running: Vec<RunningView>,
+    /// Scripts run in place, by extension (`--cgi-ext`, `--fcgi-ext`).
+    pub handlers: Vec<HandlerView>,
     pub pools: Vec<PoolView>,
     pub spawns: Spawns,
     pub memory: Memory,
@@ -47,6 +50,18 @@ pub struct RunningView {
     pub pid: Option<i32>,
     pub age_ms: u64,
     pub client: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HandlerView {
+    /// `.php`.
+    pub extension: String,
+    pub model: &'static str,
+    /// What runs the files.
+    pub runs: String,
+    /// The worker pool that serves them, as named under `pools` (`--fcgi-ext
+    /// EXT=PROGRAM` only).
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +120,7 @@ pub struct Sources {
     pub workers_alive: usize,
     /// Process groups of scripts and workers not yet reaped.
     pub script_groups: usize,
+    pub handlers: Handlers,
 }
 
 /// Reads everything the page shows, now. Walks /proc, so it runs off the event loop.
@@ -127,6 +143,19 @@ pub fn snapshot(src: Sources) -> Snapshot {
             pid: r.pid,
             age_ms: r.started.elapsed().as_millis() as u64,
             client: r.client.to_string(),
+        })
+        .collect();
+    let handlers = src
+        .handlers
+        .iter()
+        .map(|h| HandlerView {
+            extension: format!(".{}", h.ext),
+            model: h.runner.model(),
+            runs: h.runner.describe(),
+            pool: match &h.runner {
+                Runner::Pool(program) => Some(src.handlers.pool_name(program)),
+                _ => None,
+            },
         })
         .collect();
     let pools: Vec<PoolView> = src
@@ -167,6 +196,7 @@ pub fn snapshot(src: Sources) -> Snapshot {
         uptime_secs: (uptime.as_secs_f64() * 1000.0).round() / 1000.0,
         requests: Requests { total, by_model },
         running,
+        handlers,
         pools,
         spawns: Spawns {
             cgi_total,
@@ -255,6 +285,25 @@ pub fn html(snap: &Snapshot) -> String {
                 escape(&r.client),
                 escape(&r.method),
                 escape(&r.path)
+            );
+        }
+        h.push_str("</table>\n");
+    }
+    if !snap.handlers.is_empty() {
+        h.push_str(
+            "<h2>Scripts by extension</h2>\n<table><tr><th>extension</th><th>model</th>\
+             <th>runs as</th><th>pool</th></tr>\n",
+        );
+        for x in &snap.handlers {
+            let _ = writeln!(
+                h,
+                "<tr><td><code>{}</code></td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                escape(&x.extension),
+                x.model,
+                escape(&x.runs),
+                x.pool
+                    .as_deref()
+                    .map_or("–".into(), |p| format!("<code>{}</code>", escape(p)))
             );
         }
         h.push_str("</table>\n");

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::paths::{self, Dotfiles};
-use crate::static_files::{self, Found};
+use crate::static_files::{self, Found, Private};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TryFiles {
@@ -70,15 +70,15 @@ impl TryFiles {
     }
 
     /// Picks the first candidate that exists under `root` (none without a root), or
-    /// the fallback. `uri` is the request's clean path; `scripts` are the canonical
-    /// script directories, never served as files. A `uri` with a segment starting
+    /// the fallback. `uri` is the request's clean path; what is `private` (script
+    /// directories, scripts' sources) is never a candidate. A `uri` with a segment starting
     /// with `.` is not found at all unless `dotfiles` allows it: the fallback would
     /// otherwise hand `/.env` to the front controller.
     pub fn choose(
         &self,
         root: Option<&Path>,
         uri: &str,
-        scripts: &[&Path],
+        private: Private<'_>,
         dotfiles: Dotfiles,
     ) -> Tried {
         if paths::check_dotfiles(uri, dotfiles).is_err() {
@@ -93,7 +93,7 @@ impl TryFiles {
                 // whether it names a directory; a candidate that is missing, forbidden
                 // or of the other kind is simply not there.
                 let wants_dir = entry.ends_with('/');
-                match static_files::lookup(root, &clean, scripts, dotfiles) {
+                match static_files::lookup(root, &clean, private, dotfiles) {
                     Ok(Found::Dir(p)) if wants_dir => return Tried::Dir(clean, p),
                     Ok(Found::File(p)) if !wants_dir => return Tried::File(clean, p),
                     _ => {}
@@ -145,7 +145,12 @@ mod tests {
         fs::write(root.join("a.txt"), "a").unwrap();
         fs::write(root.join("b.html"), "b").unwrap();
         let t = TryFiles::parse("$uri $uri.html $uri/ /cgi-bin/app$uri").unwrap();
-        let c = |uri: &str| t.choose(Some(&root), uri, &[], Dotfiles::Deny);
+        let none = crate::handlers::Handlers::default();
+        let p = Private {
+            dirs: &[],
+            scripts: &none,
+        };
+        let c = |uri: &str| t.choose(Some(&root), uri, p, Dotfiles::Deny);
         assert_eq!(
             c("/a.txt"),
             Tried::File("/a.txt".into(), root.join("a.txt"))
@@ -162,23 +167,20 @@ mod tests {
         );
         assert_eq!(c("/x/.git/HEAD"), Tried::NotFound);
         assert_eq!(
-            t.choose(Some(&root), "/.env", &[], Dotfiles::Allow),
+            t.choose(Some(&root), "/.env", p, Dotfiles::Allow),
             Tried::File("/.env".into(), root.join(".env"))
         );
         // A directory is not a `$uri` file hit, nor a file a `$uri/` directory hit.
         let t = TryFiles::parse("$uri /cgi-bin/app").unwrap();
         assert_eq!(
-            t.choose(Some(&root), "/docs", &[], Dotfiles::Deny),
+            t.choose(Some(&root), "/docs", p, Dotfiles::Deny),
             Tried::Redirect("/cgi-bin/app".into())
         );
         let t = TryFiles::parse("$uri/ =404").unwrap();
         assert_eq!(
-            t.choose(Some(&root), "/a.txt", &[], Dotfiles::Deny),
+            t.choose(Some(&root), "/a.txt", p, Dotfiles::Deny),
             Tried::NotFound
         );
-        assert_eq!(
-            t.choose(None, "/docs", &[], Dotfiles::Deny),
-            Tried::NotFound
-        );
+        assert_eq!(t.choose(None, "/docs", p, Dotfiles::Deny), Tried::NotFound);
     }
 }

@@ -121,3 +121,72 @@ fn help_shows_the_subcommand() {
         assert!(help.contains(flag), "report --help lacks {flag}:\n{help}");
     }
 }
+
+#[test]
+fn scripts_by_extension_and_index_names() {
+    use cgi_testbed::config::FcgiExt;
+    use cgi_testbed::fastcgi::external::Address;
+    let config = parse(&[
+        "--root",
+        "site",
+        "--cgi-ext",
+        ".cgi",
+        "--cgi-ext",
+        "py=/usr/bin/python3",
+        "--fcgi-ext",
+        "php=/usr/bin/php-cgi",
+        "--fcgi-ext",
+        "phtml=unix:/run/php.sock",
+        "--fcgi-ext",
+        "inc=127.0.0.1:9000",
+        "--index",
+        "index.php",
+        "--index",
+        "index.html",
+    ])
+    .unwrap()
+    .into_config()
+    .unwrap();
+    assert_eq!(
+        config.cgi_ext,
+        [
+            ("cgi".into(), None),
+            ("py".into(), Some("/usr/bin/python3".into()))
+        ]
+    );
+    assert_eq!(
+        config.fcgi_ext,
+        [
+            ("php".into(), FcgiExt::Program("/usr/bin/php-cgi".into())),
+            (
+                "phtml".into(),
+                FcgiExt::Server(Address::Unix("/run/php.sock".into()))
+            ),
+            (
+                "inc".into(),
+                FcgiExt::Server(Address::Tcp("127.0.0.1:9000".into()))
+            ),
+        ]
+    );
+    assert_eq!(config.index, ["index.php", "index.html"]);
+    assert_eq!(
+        parse(&[]).unwrap().into_config().unwrap().index,
+        ["index.html"],
+        "the default"
+    );
+    for bad in [
+        &["--cgi-ext", "php"][..],
+        &["--root", "s", "--cgi-ext", "php=/a", "--fcgi-ext", "PHP=/b"],
+        &["--root", "s", "--cgi-ext", "php="],
+        &["--root", "s", "--cgi-ext", "tar.gz"],
+        &["--root", "s", "--fcgi-ext", "php"],
+        &["--root", "s", "--fcgi-ext", "php=unix:"],
+        &["--root", "s", "--index", "a/b"],
+        &["--root", "s", "--index", ".."],
+    ] {
+        let refused = parse(bad)
+            .map_err(|e| e.to_string())
+            .and_then(|a| a.into_config());
+        assert!(refused.is_err(), "{bad:?} was taken");
+    }
+}

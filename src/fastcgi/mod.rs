@@ -8,7 +8,7 @@ pub mod external;
 pub mod pool;
 pub mod record;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use crate::gateway::env::{self, MetaVars, Site};
 use crate::http::body::Prepared;
 use crate::logger::Logger;
 use crate::relay::{self, BodyIn, Call, Outcome};
-use crate::route::Script;
+use crate::route::{Script, SharedPool};
 use crate::script_log::ScriptLog;
 use crate::stats::Stats;
 use client::{Ending, Session};
@@ -76,11 +76,13 @@ impl FastCgi {
         (body, params)
     }
 
-    /// Serves the request with a worker from the script's pool. A request whose kept
-    /// connection turned out dead before it was sent goes to another worker, once.
+    /// Serves the request with a worker from the script's own pool, or from the
+    /// `shared` pool of its extension's program. A request whose kept connection
+    /// turned out dead before it was sent goes to another worker, once.
     pub async fn run_pooled(
         &self,
         call: Call<'_, '_>,
+        shared: Option<&SharedPool>,
         body: Prepared,
         settings: &dyn Fn() -> relay::Settings,
     ) -> Result<Served, Error> {
@@ -92,9 +94,19 @@ impl FastCgi {
             id,
             ..
         } = call;
-        let pool = self
-            .pools
-            .pool(&script.script_name, &script.file, command(script));
+        let pool = match shared {
+            // No argument: the program serves whichever file SCRIPT_FILENAME names.
+            Some(p) => {
+                self.pools
+                    .pool(&p.name, &p.program, &p.cwd, (p.program.clone(), Vec::new()))
+            }
+            None => self.pools.pool(
+                &script.script_name,
+                &script.file,
+                script.file.parent().unwrap_or(Path::new("/")),
+                command(script),
+            ),
+        };
         let mut retried = false;
         loop {
             let asked = Instant::now();

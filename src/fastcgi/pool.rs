@@ -188,17 +188,25 @@ impl Pools {
         }))
     }
 
-    /// The pool for `file` (created on first use); `command` is how to start it.
-    pub fn pool(&self, name: &str, file: &Path, command: (PathBuf, Vec<PathBuf>)) -> Arc<Pool> {
+    /// The pool for `key` — a script's file, or the program that serves a whole
+    /// extension — created on first use; `command` is how to start its workers, in
+    /// `cwd`.
+    pub fn pool(
+        &self,
+        name: &str,
+        key: &Path,
+        cwd: &Path,
+        command: (PathBuf, Vec<PathBuf>),
+    ) -> Arc<Pool> {
         let mut pools = lock(&self.common.pools);
-        if let Some(p) = pools.get(file) {
+        if let Some(p) = pools.get(key) {
             return p.clone();
         }
         let pool = Arc::new(Pool {
             name: name.to_owned(),
             program: command.0,
             args: command.1,
-            cwd: file.parent().unwrap_or(Path::new("/")).to_path_buf(),
+            cwd: cwd.to_path_buf(),
             common: self.common.clone(),
             state: Mutex::new(State {
                 waiting: vec![0; self.common.loops],
@@ -206,7 +214,7 @@ impl Pools {
             }),
             freed: (0..self.common.loops).map(|_| Notify::new()).collect(),
         });
-        pools.insert(file.to_path_buf(), pool.clone());
+        pools.insert(key.to_path_buf(), pool.clone());
         pool
     }
 
