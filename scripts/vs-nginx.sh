@@ -52,11 +52,18 @@ pids=()
 cleanup() {
     [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ -f "$tmp/spawned" ]; then
+        while read -r p; do pkill -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done <"$tmp/spawned"
+    fi
     pkill -f "$tmp/" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+# spawn-fcgi detaches its workers; remember them to stop them (php-cgi's command line
+# does not name our directory).
+spawn() { spawn-fcgi "$@" | grep -o 'PID: [0-9]*' | awk '{print $2}' >>"$tmp/spawned"; }
 
 # The programs, identical for every server.
 mkdir -p "$tmp/cgi" "$tmp/www"
@@ -68,12 +75,12 @@ chmod -R a+rX "$tmp"
 
 # nginx: static files, CGI through fcgiwrap, FastCGI to 4 workers of each program.
 for i in 1 2 3 4; do
-    spawn-fcgi -s "$tmp/c$i.sock" -M 0666 -- "$tmp/cgi/hello-fcgi" >/dev/null
+    spawn -s "$tmp/c$i.sock" -M 0666 -- "$tmp/cgi/hello-fcgi"
     PHP_FCGI_CHILDREN=0 PHP_FCGI_MAX_REQUESTS=0 \
-        spawn-fcgi -s "$tmp/p$i.sock" -M 0666 -- "$(command -v php-cgi)" >/dev/null
+        spawn -s "$tmp/p$i.sock" -M 0666 -- "$(command -v php-cgi)"
 done
 fcgiwrap=$(command -v fcgiwrap || echo /usr/sbin/fcgiwrap)
-spawn-fcgi -s "$tmp/wrap.sock" -M 0666 -- "$fcgiwrap" -c 4 >/dev/null
+spawn -s "$tmp/wrap.sock" -M 0666 -- "$fcgiwrap" -c 4
 cat >"$tmp/nginx.conf" <<CONF
 worker_processes 2;
 pid $tmp/nginx.pid;
