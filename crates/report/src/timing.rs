@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::ladder::{Model, Rung, Site};
-use super::load;
-use super::sweep::server_config;
-use crate::Server;
+use crate::ladder::{Model, Rung, Site};
+use crate::sweep::server_config;
+use cgi_testbed::Server;
+use cgi_testbed_load as load;
 
 /// Requests per rung; the medians are reported.
 const SAMPLES: usize = 9;

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use cgi_testbed::report::ladder::Language;
-use cgi_testbed::report::load::Limits;
-use cgi_testbed::report::{self, Options, Progress};
+use cgi_testbed_load::Limits;
+use cgi_testbed_report::ladder::Language;
+use cgi_testbed_report::{self as report, Options, Progress};
 
 /// The numbers in the row of a Markdown table whose first cell is `first`.
 fn row(md: &str, first: &str) -> Vec<f64> {

@@ -5,13 +5,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::Ui;
-use super::external::External;
-use super::ladder::{Model, Peers, Rung, Site};
-use super::load::{self, Limits};
-use super::sample::{self, Memory, Sampler};
-use crate::logger::LogTarget;
-use crate::{Config, Running, Server};
+use crate::Ui;
+use crate::external::External;
+use crate::ladder::{Model, Peers, Rung, Site};
+use crate::sample::{self, Memory, Sampler};
+use cgi_testbed::logger::LogTarget;
+use cgi_testbed::{Config, Running, Server};
+use cgi_testbed_load::{self as load, Limits};
 
 /// One rung at one concurrency.
 #[derive(Debug, Clone)]
@@ -124,7 +124,7 @@ impl Target {
     fn spawned(&self) -> Option<u64> {
         match self {
             Target::Ours(r, _) => {
-                let s = crate::status::snapshot(r.shared()).spawns;
+                let s = cgi_testbed::status::snapshot(r.shared()).spawns;
                 Some(s.cgi_total + s.workers_total)
             }
             Target::Theirs(_) => None,
@@ -249,7 +249,7 @@ fn sweep_rung(
             elapsed: stats.elapsed,
             memory,
             spawned,
-            load: super::machine::load_1min(),
+            load: crate::machine::load_1min(),
         };
         ui.say(&format!(
             "{label}: {:.1} req/s, p50 {:.2} ms, p99 {:.2} ms, {} not 200, {} errors, tree {:.1} MiB PSS, {} processes",

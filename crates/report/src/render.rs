@@ -6,14 +6,14 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
-use super::Report;
-use super::claims::{Claim, Verdict, times};
-use super::ladder::{Model, Rung};
-use super::plot::{self, Series};
-use super::spawn_cost::Cell;
-use super::sweep::{Run, mib, ms};
-use crate::cgi::spawn::SpawnMode;
-use crate::html::escape;
+use crate::Report;
+use crate::claims::{Claim, Verdict, times};
+use crate::ladder::{Model, Rung};
+use crate::plot::{self, Series};
+use crate::spawn_cost::Cell;
+use crate::sweep::{Run, mib, ms};
+use cgi_testbed::cgi::spawn::SpawnMode;
+use cgi_testbed::html::escape;
 
 /// A table: header, rows, and which columns are numbers (right-aligned).
 #[derive(Debug, Clone, Default)]
@@ -233,7 +233,7 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
     b.push(Block::Heading("Memory of the serving process tree".into()));
     b.push(Block::Para(format!(
         "The whole tree that serves, read from /proc every {} ms during each run: for our server that is this process (server and load generator, which are one process) with every script and worker below it; for gunicorn and uvicorn their master and workers. PSS splits shared pages (an interpreter's code) between the processes sharing them, so it is what the tree really costs; RSS counts them once per process. FastCGI pools and the Python servers run {} workers.",
-        super::sample::EVERY.as_millis(),
+        crate::sample::EVERY.as_millis(),
         s.workers
     )));
     b.push(Block::Plot(

@@ -2,9 +2,9 @@
 //! numbers: a verdict and one sentence, both computed from the runs, never written in
 //! advance.
 
-use super::ladder::{Language, Model, Rung};
-use super::sweep::{Run, mib};
-use super::timing::Breakdown;
+use crate::ladder::{Language, Model, Rung};
+use crate::sweep::{Run, mib};
+use crate::timing::Breakdown;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -326,8 +326,8 @@ fn degrades(runs: &[Run]) -> Claim {
     };
     sentence += &format!(
         ", while its p99 latency went from {:.1} ms to {:.0} ms",
-        super::sweep::ms(first.p99),
-        super::sweep::ms(last.p99)
+        crate::sweep::ms(first.p99),
+        crate::sweep::ms(last.p99)
     );
     let fcgi = series(runs, Rung::new(Model::FastCgi, head));
     if let Some((fkept, fpeak, _)) = retention(&fcgi) {
@@ -431,7 +431,7 @@ fn not_compared(claim: &'static str) -> Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::sample::Memory;
+    use crate::sample::Memory;
     use std::time::Duration;
 
     fn run(model: Model, l: Language, c: usize, tput: f64, pss_mib: u64) -> Run {

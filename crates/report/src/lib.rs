@@ -5,11 +5,14 @@
 //! a closed-loop load generator at rising concurrency while sampling the memory of
 //! the serving process tree; measures where one request's time goes and what a
 //! process start costs; and writes `index.html` and `report.md` with SVG plots.
+//!
+//! A crate of its own (binary `cgi-testbed-report`) so that the server does not
+//! compile the plotting and progress-bar crates; the server's `report` subcommand
+//! runs this binary.
 
 pub mod claims;
 pub mod external;
 pub mod ladder;
-pub mod load;
 pub mod machine;
 pub mod plot;
 pub mod render;
@@ -24,15 +27,23 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use cgi_testbed_load::Limits;
 use claims::Claim;
 use ladder::{ALL_LANGUAGES, Language, Peers};
-use load::Limits;
 use machine::Machine;
 use sweep::{Run, Settings};
 use timing::Breakdown;
 
-/// The `report` subcommand's options.
-#[derive(Debug, Clone, clap::Args)]
+/// The source tree the report was built from (bundled scripts, the built hello-rs).
+pub const SOURCE_TREE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// The report's command line (also `cgi-testbed report ...`).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "cgi-testbed-report",
+    version,
+    about = "Measure CGI against FastCGI workers on this machine and write an HTML and a Markdown report with plots (6–10 minutes; --quick: about one)."
+)]
 pub struct ReportArgs {
     /// A short sweep (1–2 minutes): rust and python, 1, 4 and 16 clients, 2 s a run.
     #[arg(long)]
@@ -307,4 +318,64 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         report.took.as_secs_f64()
     ));
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ReportArgs, clap::Error> {
+        ReportArgs::try_parse_from(
+            std::iter::once("cgi-testbed-report").chain(args.iter().copied()),
+        )
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let o = parse(&[]).unwrap().into_options();
+        assert_eq!(o.out.to_str(), Some("report"));
+        assert_eq!(o.concurrency, [1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(o.languages, ALL_LANGUAGES);
+
+        let o = parse(&[
+            "--quick",
+            "--out",
+            "/tmp/x",
+            "--languages",
+            "sh,python",
+            "--concurrency",
+            "4,1,2",
+            "--requests",
+            "30",
+            "--duration",
+            "1.5",
+        ])
+        .unwrap()
+        .into_options();
+        assert_eq!(o.languages, [Language::Sh, Language::Python]);
+        assert_eq!(o.concurrency, [1, 2, 4]);
+        assert_eq!(o.limits.requests, 30);
+        assert_eq!(o.limits.duration, Duration::from_millis(1500));
+
+        assert!(parse(&["--concurrency", "0"]).is_err());
+        assert!(parse(&["--languages", "cobol"]).is_err());
+        assert!(parse(&["--listen", "127.0.0.1:0"]).is_err());
+    }
+
+    #[test]
+    fn help_lists_the_options() {
+        let help = ReportArgs::command().render_help().to_string();
+        for flag in [
+            "--quick",
+            "--out",
+            "--languages",
+            "--concurrency",
+            "--requests",
+            "--duration",
+        ] {
+            assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+        }
+    }
 }

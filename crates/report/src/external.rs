@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::ladder::Model;
-use super::load;
+use crate::ladder::Model;
+use cgi_testbed_load as load;
 
 /// How long a server may take to answer its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,5 +1,5 @@
 //! The memory of a whole process tree during a run: a thread reads the tree from
-//! /proc (via [`crate::proctree`]) at a fixed interval and keeps the peak and the mean
+//! /proc (via [`cgi_testbed::proctree`]) at a fixed interval and keeps the peak and the mean
 //! of its RSS, PSS and process count.
 
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::proctree;
+use cgi_testbed::proctree;
 
 /// How often the tree is read during a run.
 pub const EVERY: Duration = Duration::from_millis(50);

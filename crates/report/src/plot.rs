@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::ladder::{Language, Model, Rung};
+use crate::ladder::{Language, Model, Rung};
 
 const WIDTH: u32 = 900;
 const HEIGHT: u32 = 480;

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::gateway::env::DEFAULT_PATH;
+use cgi_testbed::gateway::env::DEFAULT_PATH;
 
 /// The bundled hello programs, one per language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
@@ -224,7 +224,7 @@ fn succeeds(cmd: &mut Command) -> bool {
 fn find_hello_rs() -> Option<PathBuf> {
     [
         PathBuf::from("cgi-bin/hello-rs"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("cgi-bin/hello-rs"),
+        Path::new(crate::SOURCE_TREE).join("cgi-bin/hello-rs"),
     ]
     .into_iter()
     .find(|p| p.is_file())
@@ -232,17 +232,20 @@ fn find_hello_rs() -> Option<PathBuf> {
 
 /// The scripts, embedded so the report runs from any directory.
 const SCRIPTS: [(&str, &str); 4] = [
-    ("hello", include_str!("../../cgi-bin/hello")),
-    ("hello.fcgi.pl", include_str!("../../cgi-bin/hello.fcgi.pl")),
-    ("hello.php", include_str!("../../cgi-bin/hello.php")),
+    ("hello", include_str!("../../../cgi-bin/hello")),
+    (
+        "hello.fcgi.pl",
+        include_str!("../../../cgi-bin/hello.fcgi.pl"),
+    ),
+    ("hello.php", include_str!("../../../cgi-bin/hello.php")),
     (
         "greetings.py",
-        include_str!("../../report-apps/greetings.py"),
+        include_str!("../../../report-apps/greetings.py"),
     ),
 ];
 const ASGI_APP: (&str, &str) = (
     "greetings_asgi.py",
-    include_str!("../../report-apps/greetings_asgi.py"),
+    include_str!("../../../report-apps/greetings_asgi.py"),
 );
 
 /// The directories a sweep serves from.
