@@ -69,8 +69,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cgi-testbed report ARGS`: replaces this process with `cgi-testbed-report ARGS`.
-/// The report is a crate of its own so that
+/// `cgi-testbed report ARGS`: replaces this process with `cgi-testbed-report --server
+/// <this binary> ARGS`, so the report measures this very server. The report is a crate of its own so that
 /// the server does not compile the plotting stack; `CGI_TESTBED_REPORT` names another
 /// report binary.
 fn report(args: Vec<OsString>) -> ExitCode {
@@ -84,7 +84,11 @@ fn report(args: Vec<OsString>) -> ExitCode {
             }
         },
     };
-    let e = std::process::Command::new(&program).args(args).exec();
+    let mut cmd = std::process::Command::new(&program);
+    if let Ok(me) = std::env::current_exe() {
+        cmd.arg("--server").arg(me);
+    }
+    let e = cmd.args(args).exec();
     eprintln!("cgi-testbed report: {}: {e}", program.display());
     ExitCode::FAILURE
 }

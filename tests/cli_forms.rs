@@ -74,7 +74,12 @@ fn report_runs_the_report_binary_with_its_arguments() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let said = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(said.trim(), "--languages sh --concurrency 64");
+    // The report is told to measure this very binary.
+    let me = std::fs::canonicalize(env!("CARGO_BIN_EXE_cgi-testbed")).unwrap();
+    assert_eq!(
+        said.trim(),
+        format!("--server {} --languages sh --concurrency 64", me.display())
+    );
 }
 
 #[test]

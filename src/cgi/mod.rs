@@ -89,7 +89,7 @@ pub fn run(call: Call<'_>, body: Prepared, mut settings: relay::Settings) -> Res
     settings.timing.spawn = spawned_at - spawn_started;
     let pid = spawned.pid;
     shared.stats.set_pid(id, pid);
-    let child = Child::adopt(pid, shared.children.clone());
+    let child = Child::adopt_since(pid, shared.children.clone(), spawn_started);
     let mut backend = CgiScript {
         stdin: spawned
             .stdin

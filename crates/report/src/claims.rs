@@ -192,6 +192,19 @@ fn process_per_request(runs: &[Run], timing: &[Breakdown]) -> Claim {
             sentence += &format!(", a warm worker {:.2} ms in all", w.ttfb);
         }
     }
+    if let Some((l, c, f)) = HEADLINE_ORDER
+        .iter()
+        .find_map(|&l| pair_near(runs, l, REFERENCE_CLIENTS).map(|(c, f)| (l, c, f)))
+    {
+        sentence += &format!(
+            ". At {} each {} CGI answer cost {:.2} ms of CPU (server and script) against {:.2} ms from a warm worker ({})",
+            clients(c.concurrency),
+            l.name(),
+            c.cpu_ms(),
+            f.cpu_ms(),
+            times(c.cpu_ms() / f.cpu_ms().max(1e-9))
+        );
+    }
     sentence.push('.');
     Claim {
         claim,
@@ -208,11 +221,16 @@ fn wastes_memory(runs: &[Run]) -> Claim {
     };
     let cgi = series(runs, Rung::new(Model::Cgi, head));
     let fcgi = series(runs, Rung::new(Model::FastCgi, head));
-    // Peak PSS of the whole tree, per concurrency both measured.
+    // Peak PSS of the whole tree, per concurrency both measured, from runs whose
+    // process count passed the check.
+    let untrusted = cgi.iter().chain(&fcgi).filter(|r| !r.trusted()).count();
     let pairs: Vec<(usize, u64, u64)> = cgi
         .iter()
+        .filter(|c| c.trusted())
         .filter_map(|c| {
-            let f = fcgi.iter().find(|f| f.concurrency == c.concurrency)?;
+            let f = fcgi
+                .iter()
+                .find(|f| f.concurrency == c.concurrency && f.trusted())?;
             Some((c.concurrency, c.memory.peak_pss_kib, f.memory.peak_pss_kib))
         })
         .collect();
@@ -225,6 +243,16 @@ fn wastes_memory(runs: &[Run]) -> Claim {
         Verdict::DoesNotHold
     };
     let (Some(low), Some(high)) = (pairs.first(), pairs.last()) else {
+        if untrusted > 0 {
+            return Claim {
+                claim,
+                verdict: Verdict::NotMeasured,
+                sentence: format!(
+                    "No {} CGI and FastCGI runs at the same concurrency passed the process-count check.",
+                    head.name()
+                ),
+            };
+        }
         return not_compared(claim);
     };
     let ratio = |c: u64, f: u64| c as f64 / f.max(1) as f64;
@@ -262,6 +290,14 @@ fn wastes_memory(runs: &[Run]) -> Claim {
             " (CGI/FastCGI at {}: {})",
             clients(high.0),
             others.join(", ")
+        );
+    }
+    if untrusted > 0 {
+        sentence += &format!(
+            "; {untrusted} {} run{} left out, {} process count failed the Little's-law check",
+            head.name(),
+            if untrusted == 1 { " is" } else { "s are" },
+            if untrusted == 1 { "its" } else { "their" }
         );
     }
     sentence.push('.');
@@ -369,15 +405,25 @@ fn pool_scales(runs: &[Run]) -> Claim {
     };
     let fcgi = series(runs, Rung::new(Model::FastCgi, head));
     let kept = retention(&fcgi).map_or(0.0, |r| r.0);
-    let verdict = if speedup >= 2.0 && kept >= 0.9 {
+    // CPU per answer, CGI over FastCGI: a pool that serves more but burns more CPU
+    // per request would not be the better model.
+    let cpu = c.cpu_ms() / f.cpu_ms().max(1e-9);
+    let verdict = if speedup >= 2.0 && kept >= 0.9 && cpu > 1.0 {
         Verdict::Holds
     } else if speedup >= 1.2 {
         Verdict::Partly
     } else {
         Verdict::DoesNotHold
     };
+    let cpu_text = if cpu >= 1.1 {
+        format!("{} less CPU per request", times(cpu))
+    } else if cpu <= 0.9 {
+        format!("{} more CPU per request", times(1.0 / cpu))
+    } else {
+        "about the same CPU per request".into()
+    };
     let mut sentence = format!(
-        "Worker mode served {} {} the requests of CGI at {} with {memory_text}",
+        "Worker mode served {} {} the requests of CGI at {} with {memory_text} and {cpu_text}",
         head.name(),
         times(speedup),
         clients(c.concurrency)
@@ -431,7 +477,9 @@ fn not_compared(claim: &'static str) -> Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::little::Little;
     use crate::sample::Memory;
+    use crate::sweep::Cpu;
     use std::time::Duration;
 
     fn run(model: Model, l: Language, c: usize, tput: f64, pss_mib: u64) -> Run {
@@ -455,6 +503,15 @@ mod tests {
             } else {
                 0
             }),
+            // 10 ms of CPU per CGI answer, 2 per FastCGI one.
+            cpu: Cpu {
+                tree: Duration::from_secs_f64(
+                    tput * 5.0 * if model == Model::Cgi { 0.010 } else { 0.002 },
+                ),
+                ..Cpu::default()
+            },
+            little: Little::Unchecked,
+            load_before: 0.0,
             load: 0.0,
         }
     }
@@ -486,6 +543,13 @@ mod tests {
             "{}",
             claims[0].sentence
         );
+        assert!(
+            claims[0]
+                .sentence
+                .contains("each python CGI answer cost 10.00 ms of CPU (server and script) against 2.00 ms from a warm worker (5.0×)"),
+            "{}",
+            claims[0].sentence
+        );
         assert_eq!(claims[1].verdict, Verdict::Partly);
         assert!(
             claims[1].sentence.contains("9.0×"),
@@ -498,9 +562,23 @@ mod tests {
         assert!(
             claims[3]
                 .sentence
-                .starts_with("Worker mode served python 41× the requests of CGI at 8 clients with 3.0× less memory"),
+                .starts_with("Worker mode served python 41× the requests of CGI at 8 clients with 3.0× less memory and 5.0× less CPU per request"),
             "{}",
             claims[3].sentence
+        );
+
+        // A run whose process count failed the check is left out of the memory verdict.
+        runs[2].little = Little::Fixed {
+            expected: 40.0,
+            mean: 1.0,
+        };
+        let memory = &check(&runs, &[])[1];
+        assert_eq!(memory.verdict, Verdict::Partly, "{}", memory.sentence);
+        assert!(
+            memory.sentence.starts_with("At 8 clients")
+                && memory.sentence.contains("1 python run is left out"),
+            "{}",
+            memory.sentence
         );
     }
 

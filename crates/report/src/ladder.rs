@@ -95,6 +95,11 @@ impl Rung {
         }
     }
 
+    /// A file-name-friendly label: `sh-cgi`, `static`.
+    pub fn slug(&self) -> String {
+        self.label().to_lowercase().replace(' ', "-")
+    }
+
     pub fn label(&self) -> String {
         match self.language {
             Some(l) => format!("{} {}", l.name(), self.model.name()),
@@ -257,6 +262,8 @@ pub struct Site {
     pub public: PathBuf,
     /// The WSGI and ASGI apps for gunicorn and uvicorn.
     pub apps: PathBuf,
+    /// The servers' logs.
+    pub logs: PathBuf,
 }
 
 /// Writes every script and the static file under `dir`.
@@ -265,8 +272,9 @@ pub fn prepare(dir: &Path, peers: &Peers) -> io::Result<Site> {
         cgi_dir: dir.join("cgi-bin"),
         public: dir.join("public"),
         apps: dir.join("apps"),
+        logs: dir.join("logs"),
     };
-    for d in [&site.cgi_dir, &site.public, &site.apps] {
+    for d in [&site.cgi_dir, &site.public, &site.apps, &site.logs] {
         fs::create_dir_all(d)?;
     }
     for (name, text) in SCRIPTS {

@@ -1,20 +1,27 @@
 //! `cgi-testbed report`: turns the classic claims about CGI and FastCGI into numbers
 //! measured on this machine. It serves the bundled hello programs with the real
-//! server (in-process, on 127.0.0.1:0) as CGI and as FastCGI workers, the Python app
-//! also under gunicorn and uvicorn, and a static file as the ceiling; drives each with
-//! a closed-loop load generator at rising concurrency while sampling the memory of
-//! the serving process tree; measures where one request's time goes and what a
-//! process start costs; and writes `index.html` and `report.md` with SVG plots.
+//! server (the `cgi-testbed` binary in a process of its own, on 127.0.0.1:0) as CGI
+//! and as FastCGI workers, the Python app also under gunicorn and uvicorn, and a
+//! static file as the ceiling; drives each with a closed-loop load generator at
+//! rising concurrency while sampling the processes and memory of the serving
+//! process tree and measuring its CPU; measures where one request's time goes and
+//! what a process start costs; and writes `index.html` and `report.md` with SVG
+//! plots.
 //!
 //! A crate of its own (binary `cgi-testbed-report`) so that the server does not
 //! compile the plotting and progress-bar crates; the server's `report` subcommand
 //! runs this binary.
 
+pub mod children;
 pub mod claims;
+pub mod cpu;
 pub mod external;
 pub mod ladder;
+pub mod little;
 pub mod machine;
+pub mod ours;
 pub mod plot;
+pub mod procfs;
 pub mod render;
 pub mod sample;
 pub mod spawn_cost;
@@ -68,6 +75,15 @@ pub struct ReportArgs {
     /// Longest run, e.g. 5 or 5s or 500ms [default: 5s; --quick: 2s].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub duration: Option<Duration>,
+
+    /// Parent sizes in MiB for the fork vs posix_spawn comparison [default: 0,256,1024].
+    #[arg(long, value_name = "MIB", value_delimiter = ',')]
+    pub parents: Option<Vec<usize>>,
+
+    /// The cgi-testbed server binary to measure [default: the one next to this
+    /// binary, built first when run through cargo in the source tree].
+    #[arg(long, value_name = "PATH")]
+    pub server: Option<PathBuf>,
 }
 
 /// `5` (seconds), `5s`, `500ms`.
@@ -104,6 +120,10 @@ impl ReportArgs {
         if let Some(d) = self.duration {
             o.limits.duration = d;
         }
+        if let Some(p) = self.parents {
+            o.ballast_mib = p;
+        }
+        o.server = self.server;
         o.progress = if std::io::stdout().is_terminal() {
             Progress::Bar
         } else {
@@ -142,6 +162,8 @@ pub struct Options {
     pub progress: Progress,
     /// The command line that produced the report, shown in it.
     pub command: String,
+    /// The server binary to measure (see [`ours::Program::find`]).
+    pub server: Option<PathBuf>,
 }
 
 impl Options {
@@ -162,6 +184,7 @@ impl Options {
             ballast_mib: vec![0, 256, 1024],
             progress: Progress::Quiet,
             command: command_line(),
+            server: None,
         }
     }
 
@@ -182,17 +205,24 @@ impl Options {
     }
 }
 
+/// The command line, as `cgi-testbed-report ARGS` (without a `--server` path).
 fn command_line() -> String {
     let args: Vec<String> = std::env::args().collect();
     let name = args
         .first()
         .and_then(|a| a.rsplit('/').next())
-        .unwrap_or("cgi-testbed")
+        .unwrap_or("cgi-testbed-report")
         .to_owned();
-    std::iter::once(name)
-        .chain(args.into_iter().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = vec![name];
+    let mut rest = args.into_iter().skip(1);
+    while let Some(a) = rest.next() {
+        if a == "--server" {
+            rest.next();
+        } else if !a.starts_with("--server=") {
+            out.push(a);
+        }
+    }
+    out.join(" ")
 }
 
 /// Everything measured, as the pages show it.
@@ -253,6 +283,8 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         "{} ({} cores), load average {}, {} build",
         machine.cpu, machine.cores, machine.load, machine.build
     ));
+    let server = ours::Program::find(opts.server.clone())?;
+    ui.say(&format!("measuring the server {}", server.path.display()));
     let peers = Peers::detect();
     let dir = tempfile::Builder::new()
         .prefix("cgi-testbed-report-")
@@ -266,6 +298,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         limits: opts.limits,
         warmup: opts.warmup,
         workers: opts.workers,
+        server,
     };
 
     ui.say("Server-Timing of single requests…");
@@ -274,7 +307,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         .copied()
         .filter(|&r| peers.missing(r).is_none())
         .collect();
-    let timing = timing::measure(&runnable, &site, opts.workers)?;
+    let timing = timing::measure(&runnable, &site, &settings.server, opts.workers)?;
 
     let sweep = sweep::sweep(&rungs, &site, &peers, &settings, &ui);
 

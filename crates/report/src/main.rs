@@ -4,10 +4,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cgi_testbed_report::ReportArgs;
+use cgi_testbed_report::{ReportArgs, children};
 
 fn main() -> ExitCode {
     let args = ReportArgs::parse();
+    // Before any thread starts: Ctrl-C then stops the servers the report started.
+    if let Err(e) = children::on_interrupt() {
+        eprintln!("cgi-testbed report: cannot handle signals: {e}");
+        return ExitCode::FAILURE;
+    }
     match cgi_testbed_report::run(&args.into_options()) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

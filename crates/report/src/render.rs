@@ -174,7 +174,8 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
         ],
     }));
     b.push(Block::Para(format!(
-        "The load generator and the server share these {} cores, and the load average shows what else ran meanwhile: the numbers are this machine's at that time, not a benchmark of the hardware. A load average well above the core count means other work competed for the CPU; rerun on a quiet machine for cleaner numbers.",
+        "The server measured is `{}`, in a process of its own; the load generator runs in the report's process, and both share these {} cores. The load average shows what else ran meanwhile: the numbers are this machine's at that time, not a benchmark of the hardware. A load average well above the core count means other work competed for the CPU; rerun on a quiet machine for cleaner numbers.",
+        s.server.path.display(),
         m.cores
     )));
 
@@ -230,10 +231,36 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
         |r| format!("{} / {}", millis(ms(r.p50)), millis(ms(r.p99))),
     )));
 
+    b.push(Block::Heading("CPU time per request".into()));
+    b.push(Block::Para(
+        "The most direct cost of a process per request: user + system CPU of the serving tree during a run, divided by the answers. For our server that is its own process (from /proc) plus every script it reaped (the `wait4` rusage it keeps for each) plus its live workers (from /proc); for the other servers, their whole tree from /proc (each process's own time and what it reaped). The load generator's own CPU, in the report's process, is apart (last table).".into(),
+    ));
+    b.push(Block::Plot(
+        "cpu.svg".into(),
+        "CPU time per request of the serving process tree against concurrent clients".into(),
+        plot::chart(
+            "CPU per request (server and scripts or workers)",
+            "milliseconds",
+            clients,
+            &series(report, Run::cpu_ms),
+        )?,
+    ));
+    b.push(Block::Table(pivot(
+        report,
+        "CPU ms per request by clients",
+        |r| millis(r.cpu_ms()),
+    )));
+    b.push(Block::Table(pivot(
+        report,
+        "load generator CPU ms per request",
+        |r| millis(r.client_cpu_ms()),
+    )));
+
     b.push(Block::Heading("Memory of the serving process tree".into()));
     b.push(Block::Para(format!(
-        "The whole tree that serves, read from /proc every {} ms during each run: for our server that is this process (server and load generator, which are one process) with every script and worker below it; for gunicorn and uvicorn their master and workers. PSS splits shared pages (an interpreter's code) between the processes sharing them, so it is what the tree really costs; RSS counts them once per process. FastCGI pools and the Python servers run {} workers.",
+        "The whole tree that serves, read from /proc during each run: our server's process with every script and worker below it (the load generator is not in it); for gunicorn and uvicorn their master and workers. The processes are counted every {} ms from each process's list of children, their memory read right after; the roots' own memory every {} ms (a big, busy process's PSS takes long to read). PSS splits shared pages (an interpreter's code) between the processes sharing them, so it is what the tree really costs; RSS counts them once per process. FastCGI pools and the Python servers run {} workers.",
         crate::sample::EVERY.as_millis(),
+        crate::sample::ROOTS_EVERY.as_millis(),
         s.workers
     )));
     b.push(Block::Plot(
@@ -264,8 +291,18 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
         )?,
     ));
     b.push(Block::Table(pivot(report, "processes peak (mean)", |r| {
-        format!("{} ({:.1})", r.memory.peak_procs, r.memory.mean_procs)
+        format!(
+            "{} ({:.1}){}",
+            r.memory.peak_procs,
+            r.memory.mean_procs,
+            if r.trusted() { "" } else { " ✗" }
+        )
     })));
+    b.push(Block::Para(format!(
+        "Checked in every run with Little's law: for CGI the processes seen beyond the server must average answers/s × the time a script is alive (from the server's own counters: from its spawn call, which the fork happens somewhere inside, to its reaping), within {:.0}%; for a fixed pool, its size. A run marked ✗ failed the check: its process count and memory are shown but not used in the verdicts. {}",
+        crate::little::TOLERANCE * 100.0,
+        little_summary(report)
+    )));
 
     b.push(Block::Heading("Where one request's time goes".into()));
     b.push(Block::Para(
@@ -299,7 +336,7 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
             s.warmup.as_secs_f64()
         ),
         format!(
-            "Our server runs in this process on 127.0.0.1 with a fresh instance per rung, {} FastCGI workers per script (fixed: minimum = maximum), one connection thread and script slot per client.",
+            "Our server runs as a child process (`cgi-testbed --listen 127.0.0.1:0 ...`), a fresh one per rung, with {} FastCGI workers per script (fixed: minimum = maximum) and one connection thread and script slot per client; it is stopped and reaped after its rung, and when the report is interrupted.",
             s.workers
         ),
         "CGI and FastCGI run the same files: `hello-rs` (compiled Rust, the library's FastCGI app module), `hello` (sh, CGI only: a shell script cannot speak FastCGI), `hello.fcgi.pl` (Perl FCGI), `hello.php` (php-cgi) and `greetings.py` (one WSGI app answering `Greetings universe`: wsgiref's CGIHandler as CGI, flup as FastCGI).".into(),
@@ -307,8 +344,11 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
             "gunicorn serves the same `greetings.py` with {w} gthread workers (1 thread each, so connections stay alive as with every other rung); uvicorn serves its ASGI twin `greetings_asgi.py` with {w} workers. Both on their own loopback port, started before their runs and stopped after.",
             w = s.workers
         ),
-        "Processes started are counted by the server (`/server-status`): scripts for CGI, workers for FastCGI.".into(),
-        "Reading /proc for the memory samples costs CPU too, more with more processes in the tree; it runs in every rung alike.".into(),
+        "Processes started, scripts reaped, their CPU (`wait4`) and how long they lived are counted by the server and read from `/server-status?json` before and after each run.".into(),
+        format!(
+            "Sampling /proc costs CPU too, more with more processes in the tree; it runs in the report's process (its threads' CPU is not in the load generator's figure) and took {:.1}% of one core on average.",
+            sampler_share(report) * 100.0
+        ),
     ];
     if let Some(py) = &report.peers.python {
         how.push(format!("Python: {}.", py.display()));
@@ -419,13 +459,18 @@ fn runs_table(report: &Report) -> Table {
         "peak PSS MiB",
         "mean PSS MiB",
         "peak procs",
+        "Little's law",
+        "CPU ms/answer",
+        "server CPU ms/answer",
+        "load generator CPU ms/answer",
         "seconds",
-        "load",
+        "load before, after",
     ];
     let rows = report
         .runs
         .iter()
         .map(|r| {
+            let answers = r.answered().max(1) as f64;
             vec![
                 r.rung.label(),
                 r.concurrency.to_string(),
@@ -441,12 +486,60 @@ fn runs_table(report: &Report) -> Table {
                 format!("{:.1}", mib(r.memory.peak_pss_kib)),
                 format!("{:.1}", mib(r.memory.mean_pss_kib)),
                 r.memory.peak_procs.to_string(),
+                r.little.to_string(),
+                millis(r.cpu_ms()),
+                r.cpu
+                    .server
+                    .map_or_else(|| "–".into(), |d| millis(ms(d) / answers)),
+                millis(r.client_cpu_ms()),
                 format!("{:.1}", r.elapsed.as_secs_f64()),
-                format!("{:.1}", r.load),
+                format!("{:.1}, {:.1}", r.load_before, r.load),
             ]
         })
         .collect();
     table(&header, rows)
+}
+
+/// The sampling threads' CPU as a share of one core over the runs.
+fn sampler_share(report: &Report) -> f64 {
+    let cpu: f64 = report
+        .runs
+        .iter()
+        .map(|r| r.memory.sampler_cpu.as_secs_f64())
+        .sum();
+    let wall: f64 = report.runs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+    if wall > 0.0 { cpu / wall } else { 0.0 }
+}
+
+/// One sentence on the Little's-law checks: how many passed, which failed.
+fn little_summary(report: &Report) -> String {
+    let checked: Vec<&Run> = report
+        .runs
+        .iter()
+        .filter(|r| r.little.holds().is_some())
+        .collect();
+    let failed: Vec<String> = checked
+        .iter()
+        .filter(|r| !r.trusted())
+        .map(|r| {
+            format!(
+                "{} at {} clients ({})",
+                r.rung.label(),
+                r.concurrency,
+                r.little
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        format!("All {} checked runs passed.", checked.len())
+    } else {
+        format!(
+            "{} of {} checked runs failed: {}.",
+            failed.len(),
+            checked.len(),
+            failed.join("; ")
+        )
+    }
 }
 
 /// A table whose first column is text and the rest numbers.

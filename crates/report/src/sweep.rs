@@ -1,17 +1,20 @@
-//! The sweep: every rung of the ladder at every concurrency, each against a freshly
-//! started server (ours in-process, or gunicorn/uvicorn as children), with the
-//! memory of the serving process tree sampled throughout.
+//! The sweep: every rung of the ladder at every concurrency, each rung against a
+//! freshly started server in a process of its own (ours, or gunicorn and uvicorn),
+//! and for every run the serving tree's processes, memory and CPU, the load
+//! generator's own CPU, and the check that the sampler saw what the server counted.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cgi_testbed_load::{self as load, Limits, Stats};
+
 use crate::Ui;
+use crate::cpu::{self, TreeCpu};
 use crate::external::External;
 use crate::ladder::{Model, Peers, Rung, Site};
-use crate::sample::{self, Memory, Sampler};
-use cgi_testbed::logger::LogTarget;
-use cgi_testbed::{Config, Running, Server};
-use cgi_testbed_load::{self as load, Limits};
+use crate::little::Little;
+use crate::ours::{self, Counters, Ours};
+use crate::procfs;
+use crate::sample::{Memory, Sampler};
 
 /// One rung at one concurrency.
 #[derive(Debug, Clone)]
@@ -27,20 +30,61 @@ pub struct Run {
     pub errors: u64,
     pub connects: u64,
     pub elapsed: Duration,
-    /// The serving process tree: our process (server, load generator) and its
-    /// scripts and workers, or the external server's master and workers.
+    /// The serving process tree: the server (our binary, or an external server's
+    /// master) and every script and worker below it. Not the load generator.
     pub memory: Memory,
     /// Processes our server started during the run (scripts and workers); `None`
     /// for an external server.
     pub spawned: Option<u64>,
-    /// The 1-minute load average when the run ended: how busy the machine was.
+    pub cpu: Cpu,
+    pub little: Little,
+    /// The 1-minute load average before and after the run: how busy the machine was.
+    pub load_before: f64,
     pub load: f64,
+}
+
+/// CPU time used during a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Cpu {
+    /// The serving tree: the server and its scripts or workers.
+    pub tree: Duration,
+    /// Of it, our server's own process (`None` for other servers).
+    pub server: Option<Duration>,
+    /// Our server's reaped children as its `wait4` counters and as /proc's
+    /// `cutime + cstime` say (they should agree).
+    pub reaped_wait4: Option<Duration>,
+    pub reaped_proc: Option<Duration>,
+    /// The load generator: the report's process, less its sampling threads.
+    pub client: Duration,
 }
 
 impl Run {
     /// Requests that got a complete answer.
     pub fn answered(&self) -> u64 {
         self.ok + self.non_200
+    }
+
+    /// The serving tree's CPU per answer, in milliseconds.
+    pub fn cpu_ms(&self) -> f64 {
+        per_answer_ms(self.cpu.tree, self.answered())
+    }
+
+    /// The load generator's CPU per answer, in milliseconds.
+    pub fn client_cpu_ms(&self) -> f64 {
+        per_answer_ms(self.cpu.client, self.answered())
+    }
+
+    /// Is the run's process count trustworthy (or not checkable)?
+    pub fn trusted(&self) -> bool {
+        self.little.holds() != Some(false)
+    }
+}
+
+fn per_answer_ms(d: Duration, answers: u64) -> f64 {
+    if answers == 0 {
+        0.0
+    } else {
+        d.as_secs_f64() * 1e3 / answers as f64
     }
 }
 
@@ -52,6 +96,8 @@ pub struct Settings {
     pub warmup: Duration,
     /// FastCGI workers per script, and gunicorn/uvicorn workers.
     pub workers: usize,
+    /// The server binary measured.
+    pub server: ours::Program,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -61,97 +107,66 @@ pub struct Sweep {
     pub notes: Vec<String>,
 }
 
-/// Our server's configuration for the sweep, logging its errors to memory.
-pub fn server_config(
-    site: &Site,
-    workers: usize,
-    clients: usize,
-) -> (Config, Arc<Mutex<Vec<String>>>) {
-    let (target, errors) = LogTarget::memory();
-    let mut c = Config::new(&site.cgi_dir);
-    c.document_root = Some(site.public.clone());
-    c.error_log = target;
-    // One connection thread and one script slot per client, so neither limit is
-    // what the sweep measures.
-    c.threads = c.threads.max(clients + 8);
-    c.max_procs = c.max_procs.max(clients + 8);
-    // A fixed pool, like gunicorn's and uvicorn's fixed worker count.
-    c.workers.min = workers;
-    c.workers.max = workers;
-    (c, errors)
-}
-
-enum Target {
-    Ours(Running, Arc<Mutex<Vec<String>>>),
+/// A server serving one rung, in processes of its own.
+pub enum Target {
+    Ours(Ours),
     Theirs(External),
 }
 
 impl Target {
-    fn start(rung: Rung, site: &Site, peers: &Peers, s: &Settings) -> Result<Target, String> {
+    pub fn start(rung: Rung, site: &Site, peers: &Peers, s: &Settings) -> Result<Target, String> {
         match rung.model {
             Model::Cgi | Model::FastCgi | Model::Static => {
-                let clients = s.concurrency.iter().copied().max().unwrap_or(1);
-                let (config, errors) = server_config(site, s.workers, clients);
-                let running = Server::bind(config)
-                    .and_then(Server::start)
-                    .map_err(|e| format!("cannot start the server: {e}"))?;
-                Ok(Target::Ours(running, errors))
+                let flags = ours::Flags {
+                    workers: s.workers,
+                    clients: s.concurrency.iter().copied().max().unwrap_or(1),
+                };
+                let log = site.logs.join(format!("server-{}.log", rung.slug()));
+                Ours::start(&s.server, site, &flags, &log).map(Target::Ours)
             }
             Model::Gunicorn | Model::Uvicorn => {
                 let python = peers.python.as_deref().ok_or("no python3")?;
-                let log = site.apps.join(format!("{}.log", rung.model.name()));
+                let log = site.logs.join(format!("{}.log", rung.slug()));
                 External::start(rung.model, python, &site.apps, s.workers, &log).map(Target::Theirs)
             }
         }
     }
 
-    fn addr(&self) -> std::net::SocketAddr {
+    pub fn addr(&self) -> std::net::SocketAddr {
         match self {
-            Target::Ours(r, _) => r.addr,
+            Target::Ours(o) => o.addr,
             Target::Theirs(e) => e.addr,
         }
     }
 
-    /// The root of the process tree that serves.
-    fn root(&self) -> i32 {
+    /// The processes whose trees serve.
+    pub fn roots(&self) -> Vec<i32> {
         match self {
-            Target::Ours(..) => std::process::id() as i32,
-            Target::Theirs(e) => e.pid(),
+            Target::Ours(o) => vec![o.pid()],
+            Target::Theirs(e) => vec![e.pid()],
         }
     }
 
-    /// Processes started so far by our server.
-    fn spawned(&self) -> Option<u64> {
+    fn counters(&self) -> Option<Counters> {
         match self {
-            Target::Ours(r, _) => {
-                let s = cgi_testbed::status::snapshot(r.shared()).spawns;
-                Some(s.cgi_total + s.workers_total)
-            }
+            Target::Ours(o) => o.counters().ok(),
             Target::Theirs(_) => None,
         }
     }
 
     /// The first few distinct lines our server logged since the last call.
-    fn errors(&self) -> Vec<String> {
-        let Target::Ours(_, log) = self else {
-            return Vec::new();
-        };
-        let logged: Vec<String> = log
-            .lock()
-            .map(|mut l| l.drain(..).collect())
-            .unwrap_or_default();
-        let mut lines: Vec<String> = Vec::new();
-        for mut l in logged {
-            // Enough to recognise the failure; the rest is the same for every request.
-            if let Some((cut, _)) = l.char_indices().nth(240) {
-                l.truncate(cut);
-                l.push('…');
-            }
-            if lines.len() < 3 && !lines.contains(&l) {
-                lines.push(l);
-            }
+    pub fn errors(&mut self) -> Vec<String> {
+        match self {
+            Target::Ours(o) => o.errors(),
+            Target::Theirs(_) => Vec::new(),
         }
-        lines
+    }
+
+    pub fn stop(self) {
+        match self {
+            Target::Ours(o) => o.stop(),
+            Target::Theirs(e) => drop(e),
+        }
     }
 }
 
@@ -193,7 +208,19 @@ fn sweep_rung(
     ui: &Ui,
     (done, total): (usize, usize),
 ) -> Result<(Vec<Run>, Vec<String>), String> {
-    let target = Target::start(rung, site, peers, s)?;
+    let mut target = Target::start(rung, site, peers, s)?;
+    let result = runs_of(&mut target, rung, s, ui, (done, total));
+    target.stop();
+    result
+}
+
+fn runs_of(
+    target: &mut Target,
+    rung: Rung,
+    s: &Settings,
+    ui: &Ui,
+    (done, total): (usize, usize),
+) -> Result<(Vec<Run>, Vec<String>), String> {
     let addr = target.addr();
     let path = rung.path();
     let first = load::get(addr, &path).map_err(|e| format!("GET {path}: {e}"))?;
@@ -219,47 +246,26 @@ fn sweep_rung(
     for (j, &clients) in s.concurrency.iter().enumerate() {
         let label = format!("[{}/{total}] {} × {clients}", done + j + 1, rung.label());
         let bar = ui.bar(&label);
-        let before = target.spawned();
-        let sampler =
-            Sampler::start(target.root(), sample::EVERY).map_err(|e| format!("sampler: {e}"))?;
-        let t0 = Instant::now();
-        let stats = load::run_with(addr, &path, clients, s.limits, &mut |n| {
+        let (run, stats) = measure(target, rung, &path, clients, s.limits, &mut |n, t0| {
             // Whichever limit is nearer decides how far along the run is.
             let by_count = n as f64 / s.limits.requests as f64;
             let by_time = t0.elapsed().as_secs_f64() / s.limits.duration.as_secs_f64();
             bar.set_message(format!("{n} requests"));
             bar.set_position((by_count.max(by_time).min(1.0) * 1000.0) as u64);
-        });
-        let memory = sampler.stop();
+        })?;
         bar.finish_and_clear();
-        let spawned = match (before, target.spawned()) {
-            (Some(b), Some(a)) => Some(a.saturating_sub(b)),
-            _ => None,
-        };
-        let run = Run {
-            rung,
-            concurrency: clients,
-            throughput: stats.throughput(),
-            p50: stats.p50(),
-            p99: stats.p99(),
-            ok: stats.ok,
-            non_200: stats.non_200,
-            errors: stats.errors,
-            connects: stats.connects,
-            elapsed: stats.elapsed,
-            memory,
-            spawned,
-            load: crate::machine::load_1min(),
-        };
         ui.say(&format!(
-            "{label}: {:.1} req/s, p50 {:.2} ms, p99 {:.2} ms, {} not 200, {} errors, tree {:.1} MiB PSS, {} processes",
+            "{label}: {:.1} req/s, p50 {:.2} ms, p99 {:.2} ms, {} not 200, {} errors, {:.1} MiB PSS, {} processes (mean {:.1}), CPU {:.3} ms/answer, Little's law {}",
             run.throughput,
             ms(run.p50),
             ms(run.p99),
             run.non_200,
             run.errors,
             mib(run.memory.peak_pss_kib),
-            run.memory.peak_procs
+            run.memory.peak_procs,
+            run.memory.mean_procs,
+            run.cpu_ms(),
+            run.little
         ));
         if run.non_200 + run.errors > 0 {
             let client = stats
@@ -277,6 +283,116 @@ fn sweep_rung(
         runs.push(run);
     }
     Ok((runs, notes))
+}
+
+/// One run of `clients` clients fetching `path` (`rung`'s, or a test's script) from
+/// `target`, measured: the load, the tree's
+/// processes, memory and CPU, the counters before and after.
+pub fn measure(
+    target: &mut Target,
+    rung: Rung,
+    path: &str,
+    clients: usize,
+    limits: Limits,
+    tick: &mut dyn FnMut(u64, Instant),
+) -> Result<(Run, Stats), String> {
+    let roots = target.roots();
+    let load_before = crate::machine::load_1min();
+    // Counters first and last, so reading them is not part of the run's CPU.
+    let counters0 = target.counters();
+    let cpu0 = cpu::read_settled(&roots, Duration::from_millis(300));
+    let fixed0 = others_now(&roots);
+    let client0 = cpu::this_process();
+    let sampler = Sampler::start(roots.clone()).map_err(|e| format!("sampler: {e}"))?;
+    let t0 = Instant::now();
+    let stats = load::run_with(target.addr(), path, clients, limits, &mut |n| tick(n, t0));
+    let memory = sampler.stop(Some((t0, t0 + stats.elapsed)));
+    let client = cpu::this_process()
+        .saturating_sub(client0)
+        .saturating_sub(memory.sampler_cpu);
+    let cpu1 = cpu::read_settled(&roots, Duration::from_millis(300));
+    let counters1 = target.counters();
+    let used: TreeCpu = cpu1.since(&cpu0);
+    let counted = match (counters0, counters1) {
+        (Some(a), Some(b)) => Some(b.since(&a)),
+        _ => None,
+    };
+    let answers_per_sec = if stats.elapsed.is_zero() {
+        0.0
+    } else {
+        (stats.ok + stats.non_200) as f64 / stats.elapsed.as_secs_f64()
+    };
+    let (cpu, little, spawned) = match counted {
+        // Our server: its own process from /proc, its reaped children from wait4,
+        // what still lives below it (workers) from /proc.
+        Some(c) => {
+            let cpu = Cpu {
+                tree: used.roots_self + c.reaped_cpu + used.others,
+                server: Some(used.roots_self),
+                reaped_wait4: Some(c.reaped_cpu),
+                reaped_proc: Some(used.roots_reaped),
+                client,
+            };
+            let little = if rung.model == Model::Cgi {
+                Little::scripts(
+                    answers_per_sec,
+                    (
+                        c.reaped,
+                        c.reaped_lifetime.as_secs_f64(),
+                        c.reaped_spawn.as_secs_f64(),
+                    ),
+                    memory.mean_others,
+                    memory.peak_others,
+                )
+            } else {
+                Little::Fixed {
+                    expected: c.running as f64,
+                    mean: memory.mean_others,
+                }
+            };
+            (cpu, little, Some(c.started))
+        }
+        None => {
+            let cpu = Cpu {
+                tree: used.total(),
+                client,
+                ..Cpu::default()
+            };
+            let little = Little::Fixed {
+                expected: fixed0 as f64,
+                mean: memory.mean_others,
+            };
+            (cpu, little, None)
+        }
+    };
+    let run = Run {
+        rung,
+        concurrency: clients,
+        throughput: stats.throughput(),
+        p50: stats.p50(),
+        p99: stats.p99(),
+        ok: stats.ok,
+        non_200: stats.non_200,
+        errors: stats.errors,
+        connects: stats.connects,
+        elapsed: stats.elapsed,
+        memory,
+        spawned,
+        cpu,
+        little,
+        load_before,
+        load: crate::machine::load_1min(),
+    };
+    Ok((run, stats))
+}
+
+/// Processes below `roots` now (workers, a fixed set for a pool).
+fn others_now(roots: &[i32]) -> usize {
+    let all = procfs::all();
+    procfs::tree(roots, &all)
+        .iter()
+        .filter(|p| !roots.contains(&p.pid))
+        .count()
 }
 
 pub fn ms(d: Duration) -> f64 {

@@ -50,6 +50,9 @@ fn a_tiny_sweep_writes_both_pages_with_non_zero_numbers() {
         assert_eq!(run.ok, 40, "{run:?}");
         assert!(run.throughput > 0.0 && run.p99 >= run.p50 && run.p50 > Duration::ZERO);
         assert!(run.memory.samples >= 1 && run.memory.peak_pss_kib > 0);
+        // Our server's own counters were read, and the sampler saw what they say.
+        assert!(run.cpu.server.is_some() && run.spawned.is_some(), "{run:?}");
+        assert_ne!(run.little.holds(), Some(false), "{run:?}");
     }
     let cgi: Vec<_> = r
         .runs
@@ -57,6 +60,13 @@ fn a_tiny_sweep_writes_both_pages_with_non_zero_numbers() {
         .filter(|r| r.rung.label() == "sh CGI")
         .collect();
     assert!(cgi.iter().all(|r| r.spawned == Some(40)), "{cgi:?}");
+    // 40 scripts, each a few milliseconds of CPU (measured from wait4, /proc agrees
+    // to the 10 ms tick /proc counts in).
+    for r in &cgi {
+        assert!(r.cpu.tree >= Duration::from_millis(10), "{r:?}");
+        let (wait4, proc) = (r.cpu.reaped_wait4.unwrap(), r.cpu.reaped_proc.unwrap());
+        assert!(wait4.abs_diff(proc) <= Duration::from_millis(30), "{r:?}");
+    }
 
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     for heading in [
@@ -64,6 +74,7 @@ fn a_tiny_sweep_writes_both_pages_with_non_zero_numbers() {
         "## The seed's claims",
         "## Throughput",
         "## Latency",
+        "## CPU time per request",
         "## Memory of the serving process tree",
         "## Where one request's time goes",
         "## Starting a process: posix_spawn, fork and the parent's size",
@@ -113,6 +124,7 @@ fn a_tiny_sweep_writes_both_pages_with_non_zero_numbers() {
         "throughput.svg",
         "latency-p50.svg",
         "latency-p99.svg",
+        "cpu.svg",
         "memory.svg",
         "processes.svg",
     ] {
@@ -122,7 +134,7 @@ fn a_tiny_sweep_writes_both_pages_with_non_zero_numbers() {
 
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
-    assert_eq!(html.matches("<svg").count(), 5, "the plots are inline");
+    assert_eq!(html.matches("<svg").count(), 6, "the plots are inline");
     assert!(html.contains("<style>") && html.matches("<table>").count() >= 8);
     assert!(html.contains("<td>sh CGI</td>"));
     // Self-contained: nothing to fetch, nothing to run.

@@ -1,0 +1,175 @@
+//! The processes the report starts (our server, gunicorn, uvicorn, lighttpd, nginx,
+//! fcgiwrap, FastCGI workers), each in a process group of its own so that a Ctrl-C
+//! at the terminal reaches only the report: a [`Group`] is stopped (SIGTERM to the
+//! group, SIGKILL after a grace period) and reaped when dropped, and [`on_interrupt`]
+//! does the same for every group still running before the report exits.
+
+use std::io;
+use std::process::{Child, Command};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{SigSet, Signal};
+
+/// Process group ids of the groups started and not yet stopped.
+static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Between SIGTERM and SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+fn running() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A process we started as the leader of a new process group.
+pub struct Group {
+    child: Child,
+    stopped: bool,
+}
+
+impl Group {
+    /// Starts `cmd` as the leader of a new process group.
+    pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
+        use std::os::unix::process::CommandExt;
+        // Registered while the lock is held, so an interrupt arriving meanwhile
+        // either sees the group or happens before it exists.
+        let mut list = running();
+        let child = cmd.process_group(0).spawn()?;
+        list.push(child.id() as i32);
+        Ok(Group {
+            child,
+            stopped: false,
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Has the leader exited (without reaping it)?
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// SIGTERM to the group, up to `grace` for the leader to exit, SIGKILL to what is
+    /// left of the group, and the leader reaped.
+    pub fn stop(&mut self, grace: Duration) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        stop_group(self.pid(), grace, || {
+            matches!(self.child.try_wait(), Ok(Some(_)) | Err(_))
+        });
+        let _ = self.child.wait();
+        running().retain(|&p| p != self.child.id() as i32);
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.stop(STOP_GRACE);
+    }
+}
+
+/// SIGTERM to group `pgid`, waits until `gone()` or `grace` passes, then SIGKILL to
+/// the group (workers left behind by a leader that exited first go with it).
+fn stop_group(pgid: i32, grace: Duration, mut gone: impl FnMut() -> bool) {
+    // SAFETY: plain kill(2) on a group we started; its leader is unreaped until we
+    // reap it, so the id is still ours. A group with no members gives ESRCH.
+    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    let until = Instant::now() + grace;
+    while !gone() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+}
+
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (call it before any other
+/// thread starts, so every thread inherits the mask) and starts a thread that waits
+/// for them: it stops and reaps every group still running, then exits with 130.
+/// Children get a clean signal mask from std's spawn.
+pub fn on_interrupt() -> io::Result<()> {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block().map_err(io::Error::from)?;
+    std::thread::Builder::new()
+        .name("report-signals".into())
+        .spawn(move || {
+            let Ok(sig) = set.wait() else { return };
+            eprintln!("cgi-testbed report: {sig}: stopping the servers it started");
+            stop_all(Duration::from_secs(3));
+            std::process::exit(130);
+        })?;
+    Ok(())
+}
+
+/// Stops and reaps every group still running (the leaders are our children).
+fn stop_all(grace: Duration) {
+    let groups: Vec<i32> = running().clone();
+    for &pgid in &groups {
+        // SAFETY: as in stop_group.
+        unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    }
+    let until = Instant::now() + grace;
+    let mut left = groups;
+    while !left.is_empty() && Instant::now() < until {
+        left.retain(|&pid| !reaped(pid, false));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for pid in left {
+        // SAFETY: as in stop_group.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        reaped(pid, true);
+    }
+}
+
+/// Reaps `pid` if it has exited (or waits for it with `block`); true once it is gone.
+fn reaped(pid: i32, block: bool) -> bool {
+    let mut status = 0;
+    let flags = if block { 0 } else { libc::WNOHANG };
+    // SAFETY: waitpid on a child of ours; ECHILD (already reaped) means gone.
+    let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+    r == pid || r < 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_group_is_gone_with_its_members() {
+        // A leader that leaves a member behind in its group, then ignores SIGTERM.
+        let mut g = Group::spawn(
+            Command::new("/bin/sh")
+                .args(["-c", "trap '' TERM; sleep 30 & wait"])
+                .stdout(std::process::Stdio::null()),
+        )
+        .unwrap();
+        let leader = g.pid();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(running().contains(&leader));
+        g.stop(Duration::from_millis(200));
+        assert!(!running().contains(&leader));
+        // The group empties (the orphaned sleep is reaped by init once killed):
+        // kill(-pgid, 0) finds no one.
+        let until = Instant::now() + Duration::from_secs(5);
+        // SAFETY: a probe with signal 0.
+        while unsafe { libc::kill(-leader, 0) } == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::kill(-leader, 0) },
+            -1,
+            "group {leader} survived"
+        );
+    }
+}

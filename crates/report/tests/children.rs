@@ -1,0 +1,101 @@
+//! The servers the report starts are its children, and none outlives it: the
+//! `cgi-testbed-report` binary is run as a user runs it, every process below it is
+//! noted while it runs, and after it exits (at the end, or on Ctrl-C) none of them
+//! may be left.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cgi_testbed_report::procfs;
+
+fn report(out: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_cgi-testbed-report"))
+        .args(["--languages", "sh", "--concurrency", "1", "--parents", "0"])
+        .arg("--out")
+        .arg(out)
+        .arg("--server")
+        .arg(common::server().path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Notes every process below `child` until it exits or `until` says stop; returns
+/// them with the exit status (if it exited).
+fn watch(
+    child: &mut Child,
+    limit: Duration,
+    mut until: impl FnMut(&HashSet<i32>) -> bool,
+) -> (HashSet<i32>, Option<std::process::ExitStatus>) {
+    let me = child.id() as i32;
+    let mut seen = HashSet::new();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return (seen, Some(status));
+        }
+        seen.extend(
+            procfs::tree_by_children(&[me])
+                .into_iter()
+                .filter(|&p| p != me),
+        );
+        if until(&seen) {
+            return (seen, None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (seen, None)
+}
+
+/// Which of `pids` still exist.
+fn left(pids: &HashSet<i32>) -> Vec<(i32, String)> {
+    pids.iter()
+        .filter_map(|&p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            Some((p, stat))
+        })
+        .collect()
+}
+
+#[test]
+fn a_finished_report_leaves_no_server_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = report(&dir.path().join("out"), &["--quick", "--requests", "20"]);
+    let (seen, status) = watch(&mut r, Duration::from_secs(240), |_| false);
+    let status = status.expect("the report did not finish in 4 minutes");
+    assert!(status.success(), "{status:?}");
+    assert!(!seen.is_empty(), "no server process was seen");
+    assert_eq!(left(&seen), [], "processes outlived the report");
+    assert!(dir.path().join("out/index.html").is_file());
+}
+
+#[test]
+fn ctrl_c_stops_and_reaps_the_server() {
+    if !procfs::has_children_lists() {
+        eprintln!("skipped: no /proc/PID/task/TID/children here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = report(
+        &dir.path().join("out"),
+        &["--requests", "100000000", "--duration", "60"],
+    );
+    // Wait for the server, and for it to have a script running or just run.
+    let (mut seen, status) = watch(&mut r, Duration::from_secs(60), |s| s.len() >= 2);
+    assert!(status.is_none(), "the report ended early: {status:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(r.id() as i32, libc::SIGINT) };
+    let (more, status) = watch(&mut r, Duration::from_secs(30), |_| false);
+    seen.extend(more);
+    let status = status.expect("the report did not exit within 30 s of SIGINT");
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert_eq!(left(&seen), [], "processes outlived the report");
+    assert!(!dir.path().join("out/index.html").exists());
+}
