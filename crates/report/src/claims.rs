@@ -1,6 +1,10 @@
 //! The seed's four claims about CGI and FastCGI, each checked against this machine's
 //! numbers: a verdict and one sentence, both computed from the runs, never written in
-//! advance.
+//! advance. With repeats, the sentence comes from each cell's medians and the
+//! verdict from every repeat on its own: one that does not hold at every repeat is
+//! "mixed", and says which repeat found what.
+
+use std::collections::BTreeSet;
 
 use crate::ladder::{Language, Model, Rung};
 use crate::sweep::{Run, mib};
@@ -12,6 +16,8 @@ pub enum Verdict {
     Partly,
     DoesNotHold,
     NotMeasured,
+    /// The repeats disagree.
+    Mixed,
 }
 
 impl Verdict {
@@ -21,6 +27,7 @@ impl Verdict {
             Verdict::Partly => "partly borne out",
             Verdict::DoesNotHold => "not borne out",
             Verdict::NotMeasured => "not measured",
+            Verdict::Mixed => "mixed",
         }
     }
 }
@@ -30,6 +37,9 @@ pub struct Claim {
     pub claim: &'static str,
     pub verdict: Verdict,
     pub sentence: String,
+    /// The number the verdict turns on (`41×`, `96% kept`), to say what each repeat
+    /// found when they disagree.
+    pub figure: String,
 }
 
 /// Languages in the order the headline prefers: the interpreter with the dearest
@@ -44,8 +54,69 @@ const HEADLINE_ORDER: [Language; 4] = [
 /// The concurrency the headline compares at: 8 clients if measured, else the nearest.
 const REFERENCE_CLIENTS: usize = 8;
 
-/// All four claims.
+/// All four claims, over every repeat's runs.
 pub fn check(runs: &[Run], timing: &[Breakdown]) -> Vec<Claim> {
+    let mut claims = check_once(&crate::spread::median_runs(runs), timing);
+    let repeats: BTreeSet<usize> = runs.iter().map(|r| r.repeat).collect();
+    if repeats.len() < 2 {
+        return claims;
+    }
+    let per_repeat: Vec<(usize, Vec<Claim>)> = repeats
+        .iter()
+        .map(|&k| {
+            let only: Vec<Run> = runs.iter().filter(|r| r.repeat == k).cloned().collect();
+            (k, check_once(&only, timing))
+        })
+        .collect();
+    for (i, claim) in claims.iter_mut().enumerate() {
+        let found: Vec<(usize, &Claim)> = per_repeat.iter().map(|(k, c)| (*k, &c[i])).collect();
+        let first = found[0].1.verdict;
+        if found.iter().all(|(_, c)| c.verdict == first) {
+            claim.verdict = first;
+            continue;
+        }
+        claim.verdict = Verdict::Mixed;
+        claim.sentence += &format!(" Mixed: {}.", disagreement(&found));
+    }
+    claims
+}
+
+/// "borne out in repeats 1 and 3 (41×, 39×), partly borne out in repeat 2 (1.9×)".
+fn disagreement(found: &[(usize, &Claim)]) -> String {
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    for (_, c) in found {
+        if !verdicts.contains(&c.verdict) {
+            verdicts.push(c.verdict);
+        }
+    }
+    verdicts
+        .into_iter()
+        .map(|v| {
+            let these: Vec<&(usize, &Claim)> =
+                found.iter().filter(|(_, c)| c.verdict == v).collect();
+            let numbers: Vec<String> = these.iter().map(|(k, _)| k.to_string()).collect();
+            let which = match numbers.as_slice() {
+                [one] => format!("repeat {one}"),
+                [rest @ .., last] => format!("repeats {} and {last}", rest.join(", ")),
+                [] => String::new(),
+            };
+            let figures: Vec<&str> = these
+                .iter()
+                .map(|(_, c)| c.figure.as_str())
+                .filter(|f| !f.is_empty())
+                .collect();
+            if figures.is_empty() {
+                format!("{} in {which}", v.text())
+            } else {
+                format!("{} in {which} ({})", v.text(), figures.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The four claims from one set of runs (one per cell).
+fn check_once(runs: &[Run], timing: &[Breakdown]) -> Vec<Claim> {
     vec![
         process_per_request(runs, timing),
         wastes_memory(runs),
@@ -135,6 +206,7 @@ fn process_per_request(runs: &[Run], timing: &[Breakdown]) -> Claim {
             claim,
             verdict: Verdict::NotMeasured,
             sentence: "No CGI run answered a request.".into(),
+            figure: String::new(),
         };
     }
     let per = cgi_spawned as f64 / cgi_answered as f64;
@@ -210,6 +282,7 @@ fn process_per_request(runs: &[Run], timing: &[Breakdown]) -> Claim {
         claim,
         verdict,
         sentence,
+        figure: format!("{per:.2} per request"),
     }
 }
 
@@ -251,6 +324,7 @@ fn wastes_memory(runs: &[Run]) -> Claim {
                     "No {} CGI and FastCGI runs at the same concurrency passed the process-count check.",
                     head.name()
                 ),
+                figure: String::new(),
             };
         }
         return not_compared(claim);
@@ -305,6 +379,7 @@ fn wastes_memory(runs: &[Run]) -> Claim {
         claim,
         verdict,
         sentence,
+        figure: times(ratio(high.1, high.2)),
     }
 }
 
@@ -382,6 +457,7 @@ fn degrades(runs: &[Run]) -> Claim {
         claim,
         verdict,
         sentence,
+        figure: format!("{:.0}% kept", kept * 100.0),
     }
 }
 
@@ -463,6 +539,7 @@ fn pool_scales(runs: &[Run]) -> Claim {
         claim,
         verdict,
         sentence,
+        figure: times(speedup),
     }
 }
 
@@ -471,6 +548,7 @@ fn not_compared(claim: &'static str) -> Claim {
         claim,
         verdict: Verdict::NotMeasured,
         sentence: "No language was measured both as CGI and as FastCGI.".into(),
+        figure: String::new(),
     }
 }
 
@@ -513,6 +591,7 @@ mod tests {
             little: Little::Unchecked,
             load_before: 0.0,
             load: 0.0,
+            repeat: 1,
         }
     }
 
@@ -580,6 +659,42 @@ mod tests {
             "{}",
             memory.sentence
         );
+    }
+
+    #[test]
+    fn repeats_that_disagree_make_a_mixed_verdict() {
+        let py = Language::Python;
+        let repeat = |k: usize, fcgi_at_8: f64| {
+            let mut runs = vec![
+                run(Model::Cgi, py, 1, 30.0, 20),
+                run(Model::Cgi, py, 8, 50.0, 300),
+                run(Model::FastCgi, py, 1, 900.0, 100),
+                run(Model::FastCgi, py, 8, fcgi_at_8, 100),
+            ];
+            for r in &mut runs {
+                r.repeat = k;
+            }
+            runs
+        };
+        // FastCGI 41× CGI in repeats 1 and 3, only 1.5× in repeat 2.
+        let runs: Vec<Run> = [repeat(1, 2050.0), repeat(2, 75.0), repeat(3, 2000.0)].concat();
+        let claims = check(&runs, &[]);
+        let pool = &claims[3];
+        assert_eq!(pool.verdict, Verdict::Mixed);
+        assert!(
+            pool.sentence
+                .ends_with("Mixed: borne out in repeats 1 and 3 (41×, 40×), partly borne out in repeat 2 (1.5×)."),
+            "{}",
+            pool.sentence
+        );
+        // The sentence is from the medians: 2000 req/s against 50.
+        assert!(
+            pool.sentence.starts_with("Worker mode served python 40×"),
+            "{}",
+            pool.sentence
+        );
+        // Claims every repeat agrees on keep their verdict.
+        assert_eq!(claims[0].verdict, Verdict::Holds);
     }
 
     #[test]

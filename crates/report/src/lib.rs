@@ -25,6 +25,7 @@ pub mod procfs;
 pub mod render;
 pub mod sample;
 pub mod spawn_cost;
+pub mod spread;
 pub mod sweep;
 pub mod timing;
 
@@ -76,6 +77,12 @@ pub struct ReportArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub duration: Option<Duration>,
 
+    /// Runs of each rung at each concurrency: tables show the median and the range,
+    /// and a verdict that does not hold at every repeat says "mixed" [default: 3;
+    /// --quick: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub repeat: Option<u16>,
+
     /// Parent sizes in MiB for the fork vs posix_spawn comparison [default: 0,256,1024].
     #[arg(long, value_name = "MIB", value_delimiter = ',')]
     pub parents: Option<Vec<usize>>,
@@ -119,6 +126,9 @@ impl ReportArgs {
         }
         if let Some(d) = self.duration {
             o.limits.duration = d;
+        }
+        if let Some(n) = self.repeat {
+            o.repeat = usize::from(n);
         }
         if let Some(p) = self.parents {
             o.ballast_mib = p;
@@ -164,6 +174,8 @@ pub struct Options {
     pub command: String,
     /// The server binary to measure (see [`ours::Program::find`]).
     pub server: Option<PathBuf>,
+    /// Runs per cell.
+    pub repeat: usize,
 }
 
 impl Options {
@@ -185,6 +197,7 @@ impl Options {
             progress: Progress::Quiet,
             command: command_line(),
             server: None,
+            repeat: 3,
         }
     }
 
@@ -200,6 +213,7 @@ impl Options {
             warmup: Duration::from_millis(500),
             spawn_samples: 50,
             spawn_cap: Duration::from_millis(1500),
+            repeat: 1,
             ..Options::full(out)
         }
     }
@@ -299,6 +313,7 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         warmup: opts.warmup,
         workers: opts.workers,
         server,
+        repeat: opts.repeat,
     };
 
     ui.say("Server-Timing of single requests…");
@@ -371,6 +386,9 @@ mod tests {
         assert_eq!(o.out.to_str(), Some("report"));
         assert_eq!(o.concurrency, [1, 2, 4, 8, 16, 32, 64]);
         assert_eq!(o.languages, ALL_LANGUAGES);
+        assert_eq!(o.repeat, 3);
+        assert_eq!(parse(&["--repeat", "5"]).unwrap().into_options().repeat, 5);
+        assert!(parse(&["--repeat", "0"]).is_err());
 
         let o = parse(&[
             "--quick",
@@ -407,6 +425,8 @@ mod tests {
             "--concurrency",
             "--requests",
             "--duration",
+            "--repeat",
+            "--server",
         ] {
             assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
         }

@@ -1,7 +1,8 @@
 //! Line charts of a measure against concurrency, one line per rung, as SVG text
 //! (plotters' SVG backend): colour by language, marker and dash by model, a log
-//! y axis since the rungs differ by orders of magnitude, and the legend in its own
-//! column so it never hides a line.
+//! y axis since the rungs differ by orders of magnitude, the range over the repeats
+//! as an error bar at each point, and the legend in its own column so it never
+//! hides a line.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -13,11 +14,32 @@ const WIDTH: u32 = 900;
 const HEIGHT: u32 = 480;
 const LEGEND_WIDTH: u32 = 190;
 
-/// One line: a rung's (concurrency, value) points.
+/// One point: the median over the repeats and their range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub clients: usize,
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Point {
+    /// A point without spread.
+    pub fn at(clients: usize, value: f64) -> Point {
+        Point {
+            clients,
+            value,
+            low: value,
+            high: value,
+        }
+    }
+}
+
+/// One line: a rung's points.
 #[derive(Debug, Clone)]
 pub struct Series {
     pub rung: Rung,
-    pub points: Vec<(usize, f64)>,
+    pub points: Vec<Point>,
 }
 
 fn colour(rung: Rung) -> RGBColor {
@@ -141,7 +163,7 @@ fn draw(
     let (plot, legend) = root.split_horizontally(WIDTH - LEGEND_WIDTH);
     let values: Vec<f64> = series
         .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .flat_map(|s| s.points.iter().flat_map(|p| [p.value, p.low, p.high]))
         .filter(|v| *v > 0.0 && v.is_finite())
         .collect();
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -200,13 +222,33 @@ fn draw(
             .map_err(err)?;
     }
     for s in series {
-        let pts: Vec<(f64, f64)> = s
+        let shown: Vec<(f64, &Point)> = s
             .points
             .iter()
-            .filter(|p| p.1 > 0.0 && p.1.is_finite())
-            .filter_map(|&(c, v)| Some((index(c)?, v)))
+            .filter(|p| p.value > 0.0 && p.value.is_finite())
+            .filter_map(|p| Some((index(p.clients)?, p)))
             .collect();
+        let pts: Vec<(f64, f64)> = shown.iter().map(|(x, p)| (*x, p.value)).collect();
         let style = ShapeStyle::from(&colour(s.rung)).stroke_width(2);
+        // The range over the repeats: a bar with short caps, where there is one.
+        let bar = ShapeStyle::from(&colour(s.rung)).stroke_width(2);
+        for (x, p) in &shown {
+            if !(p.low > 0.0 && p.high > p.low) {
+                continue;
+            }
+            let (lo, hi) = (p.low, p.high);
+            chart
+                .draw_series(
+                    [
+                        vec![(*x, lo), (*x, hi)],
+                        vec![(x - 0.04, lo), (x + 0.04, lo)],
+                        vec![(x - 0.04, hi), (x + 0.04, hi)],
+                    ]
+                    .into_iter()
+                    .map(|line| PathElement::new(line, bar)),
+                )
+                .map_err(err)?;
+        }
         if dashed(s.rung.model) {
             chart
                 .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))
@@ -273,7 +315,16 @@ mod tests {
     fn draws_an_svg_with_every_label() {
         let s = |model, l| Series {
             rung: Rung::new(model, l),
-            points: vec![(1, 10.0), (2, 18.0), (4, 19.0)],
+            points: vec![
+                Point::at(1, 10.0),
+                Point {
+                    clients: 2,
+                    value: 18.0,
+                    low: 15.0,
+                    high: 21.0,
+                },
+                Point::at(4, 19.0),
+            ],
         };
         let svg = chart(
             "Throughput",

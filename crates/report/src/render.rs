@@ -9,8 +9,9 @@ use std::path::Path;
 use crate::Report;
 use crate::claims::{Claim, Verdict, times};
 use crate::ladder::{Model, Rung};
-use crate::plot::{self, Series};
+use crate::plot::{self, Point, Series};
 use crate::spawn_cost::Cell;
+use crate::spread::Spread;
 use crate::sweep::{Run, mib, ms};
 use cgi_testbed::cgi::spawn::SpawnMode;
 use cgi_testbed::html::escape;
@@ -63,11 +64,13 @@ fn measured_rungs(report: &Report) -> Vec<Rung> {
     rungs
 }
 
-fn find(report: &Report, rung: Rung, clients: usize) -> Option<&Run> {
+/// The runs of one cell (every repeat).
+fn cell(report: &Report, rung: Rung, clients: usize) -> Vec<&Run> {
     report
         .runs
         .iter()
-        .find(|r| r.rung == rung && r.concurrency == clients)
+        .filter(|r| r.rung == rung && r.concurrency == clients)
+        .collect()
 }
 
 /// 1234 req/s → "1234", 45.67 → "45.7".
@@ -92,8 +95,22 @@ fn millis(v: f64) -> String {
     }
 }
 
-/// A rung × concurrency table of `cell`.
-fn pivot(report: &Report, first: &str, cell: impl Fn(&Run) -> String) -> Table {
+/// What a pivot table marks: runs whose process count failed the check.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Marks {
+    None,
+    Untrusted,
+}
+
+/// A rung × concurrency table of `value`: the median over the repeats and, with
+/// more than one, the range; ✗ on cells with a run that failed the process check.
+fn pivot(
+    report: &Report,
+    first: &str,
+    value: impl Fn(&Run) -> f64,
+    fmt: impl Fn(f64) -> String,
+    marks: Marks,
+) -> Table {
     let clients = &report.settings.concurrency;
     let mut header = vec![first.to_owned()];
     header.extend(clients.iter().map(|c| c.to_string()));
@@ -101,11 +118,14 @@ fn pivot(report: &Report, first: &str, cell: impl Fn(&Run) -> String) -> Table {
         .into_iter()
         .map(|rung| {
             let mut row = vec![rung.label()];
-            row.extend(
-                clients
-                    .iter()
-                    .map(|&c| find(report, rung, c).map_or_else(|| "–".into(), &cell)),
-            );
+            row.extend(clients.iter().map(|&c| {
+                let runs = cell(report, rung, c);
+                let Some(spread) = Spread::of(runs.iter().map(|r| value(r))) else {
+                    return "–".into();
+                };
+                let bad = marks == Marks::Untrusted && runs.iter().any(|r| !r.trusted());
+                format!("{}{}", spread.show(&fmt), if bad { " ✗" } else { "" })
+            }));
             row
         })
         .collect();
@@ -118,16 +138,25 @@ fn pivot(report: &Report, first: &str, cell: impl Fn(&Run) -> String) -> Table {
     }
 }
 
+/// One line per rung: the median of each cell, with its range as an error bar.
 fn series(report: &Report, value: impl Fn(&Run) -> f64) -> Vec<Series> {
     measured_rungs(report)
         .into_iter()
         .map(|rung| Series {
             rung,
             points: report
-                .runs
+                .settings
+                .concurrency
                 .iter()
-                .filter(|r| r.rung == rung)
-                .map(|r| (r.concurrency, value(r)))
+                .filter_map(|&c| {
+                    let spread = Spread::of(cell(report, rung, c).iter().map(|r| value(r)))?;
+                    Some(Point {
+                        clients: c,
+                        value: spread.median,
+                        low: spread.min,
+                        high: spread.max,
+                    })
+                })
                 .collect(),
         })
         .collect()
@@ -197,9 +226,13 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
         "Throughput against concurrent clients, per model and language".into(),
         plot::chart("Throughput", "answers per second", clients, &tput)?,
     ));
-    b.push(Block::Table(pivot(report, "req/s by clients", |r| {
-        rate(r.throughput)
-    })));
+    b.push(Block::Table(pivot(
+        report,
+        "req/s by clients",
+        |r| r.throughput,
+        rate,
+        Marks::None,
+    )));
 
     b.push(Block::Heading("Latency".into()));
     b.push(Block::Para(
@@ -227,8 +260,17 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
     ));
     b.push(Block::Table(pivot(
         report,
-        "p50 / p99 ms by clients",
-        |r| format!("{} / {}", millis(ms(r.p50)), millis(ms(r.p99))),
+        "p50 ms by clients",
+        |r| ms(r.p50),
+        millis,
+        Marks::None,
+    )));
+    b.push(Block::Table(pivot(
+        report,
+        "p99 ms by clients",
+        |r| ms(r.p99),
+        millis,
+        Marks::None,
     )));
 
     b.push(Block::Heading("CPU time per request".into()));
@@ -248,12 +290,16 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
     b.push(Block::Table(pivot(
         report,
         "CPU ms per request by clients",
-        |r| millis(r.cpu_ms()),
+        Run::cpu_ms,
+        millis,
+        Marks::None,
     )));
     b.push(Block::Table(pivot(
         report,
         "load generator CPU ms per request",
-        |r| millis(r.client_cpu_ms()),
+        Run::client_cpu_ms,
+        millis,
+        Marks::None,
     )));
 
     b.push(Block::Heading("Memory of the serving process tree".into()));
@@ -273,13 +319,13 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
             &series(report, |r| mib(r.memory.peak_pss_kib)),
         )?,
     ));
-    b.push(Block::Table(pivot(report, "peak PSS MiB (mean)", |r| {
-        format!(
-            "{:.1} ({:.1})",
-            mib(r.memory.peak_pss_kib),
-            mib(r.memory.mean_pss_kib)
-        )
-    })));
+    b.push(Block::Table(pivot(
+        report,
+        "peak PSS MiB by clients",
+        |r| mib(r.memory.peak_pss_kib),
+        |v| format!("{v:.1}"),
+        Marks::Untrusted,
+    )));
     b.push(Block::Plot(
         "processes.svg".into(),
         "Peak number of processes in the serving tree against concurrent clients".into(),
@@ -290,14 +336,20 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
             &series(report, |r| r.memory.peak_procs as f64),
         )?,
     ));
-    b.push(Block::Table(pivot(report, "processes peak (mean)", |r| {
-        format!(
-            "{} ({:.1}){}",
-            r.memory.peak_procs,
-            r.memory.mean_procs,
-            if r.trusted() { "" } else { " ✗" }
-        )
-    })));
+    b.push(Block::Table(pivot(
+        report,
+        "peak processes by clients",
+        |r| r.memory.peak_procs as f64,
+        |v| format!("{v:.0}"),
+        Marks::Untrusted,
+    )));
+    b.push(Block::Table(pivot(
+        report,
+        "mean processes by clients",
+        |r| r.memory.mean_procs,
+        |v| format!("{v:.1}"),
+        Marks::Untrusted,
+    )));
     b.push(Block::Para(format!(
         "Checked in every run with Little's law: for CGI the processes seen beyond the server must average answers/s × the time a script is alive (from the server's own counters: from its spawn call, which the fork happens somewhere inside, to its reaping), within {:.0}%; for a fixed pool, its size. A run marked ✗ failed the check: its process count and memory are shown but not used in the verdicts. {}",
         crate::little::TOLERANCE * 100.0,
@@ -325,7 +377,7 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
     b.push(Block::Heading("How it was measured".into()));
     let mut how = vec![
         format!(
-            "Concurrency: {}; each run at most {} requests or {:.1} s; {:.1} s of warm-up load before each rung's first run (pools started, caches warm).",
+            "Concurrency: {}; each run at most {} requests or {:.1} s; {:.1} s of warm-up load before each rung's first run (pools started, caches warm). The whole sweep ran {} time(s), every server started anew each time: tables show the median and, in brackets, the lowest and highest of the repeats; plots draw the median with the range as an error bar.",
             clients
                 .iter()
                 .map(usize::to_string)
@@ -333,7 +385,8 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
                 .join(", "),
             s.limits.requests,
             s.limits.duration.as_secs_f64(),
-            s.warmup.as_secs_f64()
+            s.warmup.as_secs_f64(),
+            s.repeat
         ),
         format!(
             "Our server runs as a child process (`cgi-testbed --listen 127.0.0.1:0 ...`), a fresh one per rung, with {} FastCGI workers per script (fixed: minimum = maximum) and one connection thread and script slot per client; it is stopped and reaped after its rung, and when the report is interrupted.",
@@ -447,6 +500,7 @@ fn runs_table(report: &Report) -> Table {
     let header = [
         "rung",
         "clients",
+        "repeat",
         "answers",
         "req/s",
         "p50 ms",
@@ -474,6 +528,7 @@ fn runs_table(report: &Report) -> Table {
             vec![
                 r.rung.label(),
                 r.concurrency.to_string(),
+                r.repeat.to_string(),
                 r.answered().to_string(),
                 rate(r.throughput),
                 millis(ms(r.p50)),
@@ -675,6 +730,7 @@ ol.claims li { margin: .6em 0; }
 .verdict { font-weight: 600; padding: 0 .4em; border-radius: 3px; }
 .holds { background: #d9f2d9; } .partly { background: #fff1c2; }
 .not { background: #f8d7d7; } .unknown { background: #e8e8e8; }
+.mixed { background: #e3dcf5; }
 ";
 
 fn html(blocks: &[Block]) -> String {
@@ -706,6 +762,7 @@ fn html(blocks: &[Block]) -> String {
                         Verdict::Partly => "partly",
                         Verdict::DoesNotHold => "not",
                         Verdict::NotMeasured => "unknown",
+                        Verdict::Mixed => "mixed",
                     };
                     let _ = writeln!(
                         h,

@@ -16,11 +16,13 @@ use crate::ours::{self, Counters, Ours};
 use crate::procfs;
 use crate::sample::{Memory, Sampler};
 
-/// One rung at one concurrency.
+/// One rung at one concurrency, in one repeat.
 #[derive(Debug, Clone)]
 pub struct Run {
     pub rung: Rung,
     pub concurrency: usize,
+    /// Which repeat of the sweep (1-based).
+    pub repeat: usize,
     /// Answers with status 200 per second.
     pub throughput: f64,
     pub p50: Duration,
@@ -98,6 +100,8 @@ pub struct Settings {
     pub workers: usize,
     /// The server binary measured.
     pub server: ours::Program,
+    /// How many times the whole sweep runs (each repeat starts every server anew).
+    pub repeat: usize,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -170,7 +174,9 @@ impl Target {
     }
 }
 
-/// Runs every rung in `rungs` at every concurrency in `s`.
+/// Runs every rung in `rungs` at every concurrency in `s`, the whole ladder
+/// `s.repeat` times over: a repeat is a sweep of its own, so what changes on the
+/// machine meanwhile spreads over every rung alike.
 pub fn sweep(rungs: &[Rung], site: &Site, peers: &Peers, s: &Settings, ui: &Ui) -> Sweep {
     let mut out = Sweep::default();
     let runnable: Vec<Rung> = rungs
@@ -184,20 +190,53 @@ pub fn sweep(rungs: &[Rung], site: &Site, peers: &Peers, s: &Settings, ui: &Ui) 
             None => true,
         })
         .collect();
-    let total = runnable.len() * s.concurrency.len();
-    for (i, &rung) in runnable.iter().enumerate() {
-        match sweep_rung(rung, site, peers, s, ui, (i * s.concurrency.len(), total)) {
-            Ok((mut runs, mut notes)) => {
-                out.runs.append(&mut runs);
-                out.notes.append(&mut notes);
-            }
-            Err(e) => {
-                ui.say(&format!("{}: failed: {e}", rung.label()));
-                out.notes.push(format!("{}: failed, {e}", rung.label()));
+    let repeats = s.repeat.max(1);
+    let per_repeat = runnable.len() * s.concurrency.len();
+    let mut progress = Progress {
+        total: repeats * per_repeat,
+        done: 0,
+    };
+    for repeat in 1..=repeats {
+        for &rung in &runnable {
+            let place = Place { repeat, repeats };
+            match sweep_rung(rung, site, peers, s, ui, place, &mut progress) {
+                Ok((mut runs, mut notes)) => {
+                    out.runs.append(&mut runs);
+                    out.notes.append(&mut notes);
+                }
+                Err(e) => {
+                    let what = format!("{}{}", rung.label(), place.suffix());
+                    ui.say(&format!("{what}: failed: {e}"));
+                    out.notes.push(format!("{what}: failed, {e}"));
+                }
             }
         }
     }
     out
+}
+
+/// How far the sweep is, for the progress lines.
+struct Progress {
+    total: usize,
+    done: usize,
+}
+
+/// Which repeat a run belongs to.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    repeat: usize,
+    repeats: usize,
+}
+
+impl Place {
+    /// ", repeat 2 of 3", or nothing without repeats.
+    fn suffix(&self) -> String {
+        if self.repeats > 1 {
+            format!(", repeat {} of {}", self.repeat, self.repeats)
+        } else {
+            String::new()
+        }
+    }
 }
 
 fn sweep_rung(
@@ -206,10 +245,11 @@ fn sweep_rung(
     peers: &Peers,
     s: &Settings,
     ui: &Ui,
-    (done, total): (usize, usize),
+    place: Place,
+    progress: &mut Progress,
 ) -> Result<(Vec<Run>, Vec<String>), String> {
     let mut target = Target::start(rung, site, peers, s)?;
-    let result = runs_of(&mut target, rung, s, ui, (done, total));
+    let result = runs_of(&mut target, rung, s, ui, place, progress);
     target.stop();
     result
 }
@@ -219,7 +259,8 @@ fn runs_of(
     rung: Rung,
     s: &Settings,
     ui: &Ui,
-    (done, total): (usize, usize),
+    place: Place,
+    progress: &mut Progress,
 ) -> Result<(Vec<Run>, Vec<String>), String> {
     let addr = target.addr();
     let path = rung.path();
@@ -243,8 +284,15 @@ fn runs_of(
 
     let mut runs = Vec::new();
     let mut notes = Vec::new();
-    for (j, &clients) in s.concurrency.iter().enumerate() {
-        let label = format!("[{}/{total}] {} × {clients}", done + j + 1, rung.label());
+    for &clients in &s.concurrency {
+        progress.done += 1;
+        let label = format!(
+            "[{}/{}] {} × {clients}{}",
+            progress.done,
+            progress.total,
+            rung.label(),
+            place.suffix()
+        );
         let bar = ui.bar(&label);
         let (run, stats) = measure(target, rung, &path, clients, s.limits, &mut |n, t0| {
             // Whichever limit is nearer decides how far along the run is.
@@ -253,6 +301,10 @@ fn runs_of(
             bar.set_message(format!("{n} requests"));
             bar.set_position((by_count.max(by_time).min(1.0) * 1000.0) as u64);
         })?;
+        let run = Run {
+            repeat: place.repeat,
+            ..run
+        };
         bar.finish_and_clear();
         ui.say(&format!(
             "{label}: {:.1} req/s, p50 {:.2} ms, p99 {:.2} ms, {} not 200, {} errors, {:.1} MiB PSS, {} processes (mean {:.1}), CPU {:.3} ms/answer, Little's law {}",
@@ -273,8 +325,9 @@ fn runs_of(
                 .as_deref()
                 .map_or(String::new(), |e| format!(" First client error: {e}."));
             notes.push(format!(
-                "{} at {clients} clients: {} answers not 200 and {} errors.{client} Server log: {}",
+                "{} at {clients} clients{}: {} answers not 200 and {} errors.{client} Server log: {}",
                 rung.label(),
+                place.suffix(),
                 run.non_200,
                 run.errors,
                 target.errors().join(" / ")
@@ -368,6 +421,7 @@ pub fn measure(
     let run = Run {
         rung,
         concurrency: clients,
+        repeat: 1,
         throughput: stats.throughput(),
         p50: stats.p50(),
         p99: stats.p99(),

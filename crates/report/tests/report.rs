@@ -1,5 +1,5 @@
 //! The report end to end on a tiny sweep: sh as CGI and the static file at 1 and 2
-//! clients, a few dozen requests each, through the library entry point.
+//! clients, a few dozen requests each, twice over, through the library entry point.
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,6 +34,7 @@ fn tiny(out: &Path) -> Options {
         spawn_cap: Duration::from_secs(2),
         ballast_mib: vec![0, 16],
         progress: Progress::Quiet,
+        repeat: 2,
         ..Options::quick(out.to_path_buf())
     }
 }
@@ -44,8 +45,10 @@ fn a_tiny_sweep_writes_both_pages_with_non_zero_numbers() {
     let out = dir.path().join("report");
     let r = report::run(&tiny(&out)).expect("report");
 
-    // What was measured: both rungs at both concurrencies, every request answered.
-    assert_eq!(r.runs.len(), 4, "{:#?}", r.notes);
+    // What was measured: both rungs at both concurrencies twice, every request
+    // answered.
+    assert_eq!(r.runs.len(), 8, "{:#?}", r.notes);
+    assert_eq!(r.runs.iter().filter(|r| r.repeat == 2).count(), 4);
     for run in &r.runs {
         assert_eq!(run.ok, 40, "{run:?}");
         assert!(run.throughput > 0.0 && run.p99 >= run.p50 && run.p50 > Duration::ZERO);
@@ -91,6 +94,13 @@ fn a_tiny_sweep_writes_both_pages_with_non_zero_numbers() {
         assert_eq!(rates.len(), 2, "{first}: {rates:?}");
         assert!(rates.iter().all(|&v| v > 0.0), "{first}: {rates:?}");
     }
+    // Medians with the range of the two repeats: "1234 (1200–1300)".
+    let line = md.lines().find(|l| l.starts_with("| sh CGI |")).unwrap();
+    assert!(line.contains(" (") && line.contains('–'), "{line}");
+    assert!(
+        md.contains("| CPU ms per request by clients | 1 | 2 |"),
+        "{md}"
+    );
     // The Server-Timing breakdown: queue, spawn, script, relay, total, client.
     let timing = md.split("## Where one request's time goes").nth(1).unwrap();
     let t = row(timing, "sh CGI");
@@ -117,7 +127,8 @@ fn a_tiny_sweep_writes_both_pages_with_non_zero_numbers() {
         assert!(md.contains(claim), "no {claim:?} in:\n{md}");
     }
     assert!(
-        md.contains("40 processes for 40 answers") || md.contains("80 processes for 80 answers")
+        md.contains("40 processes for 40 answers") || md.contains("80 processes for 80 answers"),
+        "{md}"
     );
 
     for svg in [
