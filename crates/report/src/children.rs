@@ -1,8 +1,10 @@
 //! The processes the report starts (our server, gunicorn, uvicorn, lighttpd, nginx,
 //! fcgiwrap, FastCGI workers), each in a process group of its own so that a Ctrl-C
 //! at the terminal reaches only the report: a [`Group`] is stopped (SIGTERM to the
-//! group, SIGKILL after a grace period) and reaped when dropped, and [`on_interrupt`]
-//! does the same for every group still running before the report exits.
+//! group, SIGKILL after a grace period) and reaped when dropped, and [`install`]
+//! makes the report stop and reap every group still running when it is interrupted,
+//! and adopt (as a child subreaper) the members a group's leader leaves behind, so
+//! they are reaped too rather than left as zombies of init.
 
 use std::io;
 use std::process::{Child, Command};
@@ -13,6 +15,17 @@ use nix::sys::signal::{SigSet, Signal};
 
 /// Process group ids of the groups started and not yet stopped.
 static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Directories to remove when interrupted (the report's temporary directory, whose
+/// owner is not dropped when the process exits from the signal thread).
+static LITTER: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+/// Has `dir` removed if the report is interrupted.
+pub fn remove_on_interrupt(dir: &std::path::Path) {
+    LITTER
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(dir.to_path_buf());
+}
 
 /// Between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -62,11 +75,13 @@ impl Group {
             return;
         }
         self.stopped = true;
-        stop_group(self.pid(), grace, || {
+        let pgid = self.pid();
+        stop_group(pgid, grace, || {
             matches!(self.child.try_wait(), Ok(Some(_)) | Err(_))
         });
         let _ = self.child.wait();
-        running().retain(|&p| p != self.child.id() as i32);
+        reap_group(pgid);
+        running().retain(|&p| p != pgid);
     }
 }
 
@@ -90,11 +105,35 @@ fn stop_group(pgid: i32, grace: Duration, mut gone: impl FnMut() -> bool) {
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread (call it before any other
+/// Reaps what is left of group `pgid` after SIGKILL: members whose leader exited
+/// before them were reparented to us (we are their subreaper, see [`install`]).
+/// Gives up after a second, or at once if they went to another reaper.
+fn reap_group(pgid: i32) {
+    let until = Instant::now() + Duration::from_secs(1);
+    // SAFETY: kill with signal 0 only probes whether the group has members.
+    while unsafe { libc::kill(-pgid, 0) } == 0 && Instant::now() < until {
+        let mut status = 0;
+        // SAFETY: waitpid on members of our own group; ECHILD when none is ours.
+        let r = unsafe { libc::waitpid(-pgid, &mut status, libc::WNOHANG) };
+        if r < 0 {
+            return;
+        }
+        if r == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Makes the report the reaper of its orphaned descendants (PR_SET_CHILD_SUBREAPER),
+/// blocks SIGINT, SIGTERM and SIGHUP in the calling thread (call it before any other
 /// thread starts, so every thread inherits the mask) and starts a thread that waits
 /// for them: it stops and reaps every group still running, then exits with 130.
 /// Children get a clean signal mask from std's spawn.
-pub fn on_interrupt() -> io::Result<()> {
+pub fn install() -> io::Result<()> {
+    // SAFETY: prctl with an integer argument; it fails only on ancient kernels.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
     let mut set = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         set.add(s);
@@ -106,6 +145,9 @@ pub fn on_interrupt() -> io::Result<()> {
             let Ok(sig) = set.wait() else { return };
             eprintln!("cgi-testbed report: {sig}: stopping the servers it started");
             stop_all(Duration::from_secs(3));
+            for dir in LITTER.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             std::process::exit(130);
         })?;
     Ok(())
@@ -114,6 +156,7 @@ pub fn on_interrupt() -> io::Result<()> {
 /// Stops and reaps every group still running (the leaders are our children).
 fn stop_all(grace: Duration) {
     let groups: Vec<i32> = running().clone();
+    let groups_all = groups.clone();
     for &pgid in &groups {
         // SAFETY: as in stop_group.
         unsafe { libc::kill(-pgid, libc::SIGTERM) };
@@ -124,10 +167,13 @@ fn stop_all(grace: Duration) {
         left.retain(|&pid| !reaped(pid, false));
         std::thread::sleep(Duration::from_millis(20));
     }
-    for pid in left {
+    for &pid in &left {
         // SAFETY: as in stop_group.
         unsafe { libc::kill(-pid, libc::SIGKILL) };
         reaped(pid, true);
+    }
+    for pgid in groups_all {
+        reap_group(pgid);
     }
 }
 

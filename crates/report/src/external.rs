@@ -86,7 +86,7 @@ impl External {
         )
         .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
         let mut server = External { group, addr };
-        wait_ready(&mut server.group, addr, model.name(), log)?;
+        wait_ready(&mut server.group, addr, "/", model.name(), log)?;
         Ok(server)
     }
 
@@ -95,16 +95,17 @@ impl External {
     }
 }
 
-/// Waits until the server at `addr` answers `/` with 200, or says why it did not.
+/// Waits until the server at `addr` answers `path` with 200, or says why it did not.
 pub fn wait_ready(
     group: &mut Group,
     addr: SocketAddr,
+    path: &str,
     name: &str,
     log: &Path,
 ) -> Result<(), String> {
     let until = Instant::now() + START_TIMEOUT;
     loop {
-        if let Ok(a) = load::get(addr, "/")
+        if let Ok(a) = load::get(addr, path)
             && a.status == 200
         {
             return Ok(());

@@ -63,6 +63,14 @@ pub enum Model {
     Uvicorn,
     /// A small file served by our server itself: the ceiling.
     Static,
+    /// Reference: lighttpd's mod_cgi running the same program as CGI.
+    Lighttpd,
+    /// Reference: nginx in front of fcgiwrap, which runs the program as CGI.
+    NginxFcgiwrap,
+    /// Reference: nginx in front of a pool of the same FastCGI program.
+    NginxFastCgi,
+    /// Reference: nginx serving the static file.
+    NginxStatic,
 }
 
 impl Model {
@@ -73,7 +81,24 @@ impl Model {
             Model::Gunicorn => "gunicorn",
             Model::Uvicorn => "uvicorn",
             Model::Static => "static",
+            Model::Lighttpd => "CGI · lighttpd",
+            Model::NginxFcgiwrap => "CGI · nginx+fcgiwrap",
+            Model::NginxFastCgi => "FastCGI · nginx",
+            Model::NginxStatic => "static · nginx",
         }
+    }
+
+    /// A production server measured beside ours, drawn as a reference line.
+    pub fn is_reference(self) -> bool {
+        matches!(
+            self,
+            Model::Lighttpd | Model::NginxFcgiwrap | Model::NginxFastCgi | Model::NginxStatic
+        )
+    }
+
+    /// A process per request (ours or a reference's).
+    pub fn is_cgi(self) -> bool {
+        matches!(self, Model::Cgi | Model::Lighttpd | Model::NginxFcgiwrap)
     }
 }
 
@@ -95,15 +120,32 @@ impl Rung {
         }
     }
 
-    /// A file-name-friendly label: `sh-cgi`, `static`.
+    /// The static file served by `model` (ours or nginx).
+    pub fn file(model: Model) -> Rung {
+        Rung {
+            model,
+            language: None,
+        }
+    }
+
+    /// A file-name-friendly label: `sh-cgi`, `static-file-nginx`.
     pub fn slug(&self) -> String {
-        self.label().to_lowercase().replace(' ', "-")
+        let mut slug = String::new();
+        for c in self.label().to_lowercase().chars() {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c);
+            } else if !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        slug
     }
 
     pub fn label(&self) -> String {
-        match self.language {
-            Some(l) => format!("{} {}", l.name(), self.model.name()),
-            None => "static file".into(),
+        match (self.language, self.model) {
+            (Some(l), m) => format!("{} {}", l.name(), m.name()),
+            (None, Model::NginxStatic) => "static file · nginx".into(),
+            (None, _) => "static file".into(),
         }
     }
 
@@ -111,12 +153,44 @@ impl Rung {
     pub fn path(&self) -> String {
         let script = self.language.map_or("", Language::script);
         match self.model {
-            Model::Cgi => format!("/cgi-bin/{script}"),
-            Model::FastCgi => format!("/fcgi-bin/{script}"),
+            Model::Cgi | Model::Lighttpd | Model::NginxFcgiwrap => format!("/cgi-bin/{script}"),
+            Model::FastCgi | Model::NginxFastCgi => format!("/fcgi-bin/{script}"),
             Model::Gunicorn | Model::Uvicorn => "/".into(),
-            Model::Static => format!("/{STATIC_FILE}"),
+            Model::Static | Model::NginxStatic => format!("/{STATIC_FILE}"),
         }
     }
+}
+
+/// Which program the reference servers run as CGI, and which as FastCGI workers:
+/// the first measured of these (the cheapest to start first, so the servers' own
+/// cost shows most).
+const REFERENCE_CGI: [Language; 5] = [
+    Language::Rust,
+    Language::Sh,
+    Language::Perl,
+    Language::Python,
+    Language::Php,
+];
+const REFERENCE_FASTCGI: [Language; 4] = [
+    Language::Rust,
+    Language::Perl,
+    Language::Python,
+    Language::Php,
+];
+
+/// The reference rungs for `languages`: lighttpd and nginx+fcgiwrap running a CGI
+/// program, nginx in front of a FastCGI pool, nginx serving the static file.
+pub fn references(languages: &[Language]) -> Vec<Rung> {
+    let mut rungs = Vec::new();
+    if let Some(&l) = REFERENCE_CGI.iter().find(|l| languages.contains(l)) {
+        rungs.push(Rung::new(Model::Lighttpd, l));
+        rungs.push(Rung::new(Model::NginxFcgiwrap, l));
+    }
+    if let Some(&l) = REFERENCE_FASTCGI.iter().find(|l| languages.contains(l)) {
+        rungs.push(Rung::new(Model::NginxFastCgi, l));
+    }
+    rungs.push(Rung::file(Model::NginxStatic));
+    rungs
 }
 
 /// Every rung for `languages`, in order, with the static file last.
@@ -133,10 +207,7 @@ pub fn ladder(languages: &[Language]) -> Vec<Rung> {
             rungs.push(Rung::new(Model::Uvicorn, l));
         }
     }
-    rungs.push(Rung {
-        model: Model::Static,
-        language: None,
-    });
+    rungs.push(Rung::file(Model::Static));
     rungs
 }
 
@@ -152,6 +223,10 @@ pub struct Peers {
     pub perl_fcgi: bool,
     /// The compiled Rust example (built by build.rs into cgi-bin/).
     pub hello_rs: Option<PathBuf>,
+    /// The reference servers.
+    pub lighttpd: Option<PathBuf>,
+    pub nginx: Option<PathBuf>,
+    pub fcgiwrap: Option<PathBuf>,
 }
 
 /// Where `php-cgi` must be: hello.php's `#!` line names it.
@@ -177,15 +252,36 @@ impl Peers {
             php_cgi: Path::new(PHP_CGI).is_file(),
             perl_fcgi: succeeds(Command::new(PERL).args(["-MFCGI", "-e1"])),
             hello_rs: find_hello_rs(),
+            lighttpd: find_program("lighttpd"),
+            nginx: find_program("nginx"),
+            fcgiwrap: find_program("fcgiwrap"),
         }
     }
 
     /// Why `rung` cannot run here, if it cannot.
     pub fn missing(&self, rung: Rung) -> Option<String> {
+        let need = |ok: bool, what: &str| (!ok).then(|| format!("{what} is not installed"));
+        let server = match rung.model {
+            Model::Lighttpd => need(self.lighttpd.is_some(), "lighttpd (Debian: lighttpd)"),
+            Model::NginxFcgiwrap => need(self.nginx.is_some(), "nginx (Debian: nginx)")
+                .or_else(|| need(self.fcgiwrap.is_some(), "fcgiwrap (Debian: fcgiwrap)")),
+            Model::NginxFastCgi | Model::NginxStatic => {
+                need(self.nginx.is_some(), "nginx (Debian: nginx)")
+            }
+            _ => None,
+        };
+        if server.is_some() {
+            return server;
+        }
         // The static file needs nothing but the server.
         let language = rung.language?;
-        let need = |ok: bool, what: &str| (!ok).then(|| format!("{what} is not installed"));
-        match (language, rung.model) {
+        // A reference runs the program as our CGI or FastCGI rung would.
+        let model = match rung.model {
+            Model::Lighttpd | Model::NginxFcgiwrap => Model::Cgi,
+            Model::NginxFastCgi => Model::FastCgi,
+            m => m,
+        };
+        match (language, model) {
             (Language::Rust, _) => self.hello_rs.is_none().then(|| {
                 "cgi-bin/hello-rs is not built (run `cargo build` in the source tree)".into()
             }),
@@ -209,11 +305,20 @@ impl Peers {
                         self.uvicorn,
                         &format!("uvicorn for {py} ({py} -m pip install uvicorn)"),
                     ),
-                    Model::Cgi | Model::Static => None,
+                    _ => None,
                 }
             }
         }
     }
+}
+
+/// `name` on PATH or in the sbin directories (where Debian puts servers).
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
 }
 
 fn succeeds(cmd: &mut Command) -> bool {

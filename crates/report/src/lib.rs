@@ -22,6 +22,7 @@ pub mod machine;
 pub mod ours;
 pub mod plot;
 pub mod procfs;
+pub mod reference;
 pub mod render;
 pub mod sample;
 pub mod spawn_cost;
@@ -83,6 +84,11 @@ pub struct ReportArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub repeat: Option<u16>,
 
+    /// Do not measure the reference servers (lighttpd, nginx with fcgiwrap or
+    /// FastCGI workers, nginx for the static file), even where they are installed.
+    #[arg(long)]
+    pub no_reference: bool,
+
     /// Parent sizes in MiB for the fork vs posix_spawn comparison [default: 0,256,1024].
     #[arg(long, value_name = "MIB", value_delimiter = ',')]
     pub parents: Option<Vec<usize>>,
@@ -134,6 +140,7 @@ impl ReportArgs {
             o.ballast_mib = p;
         }
         o.server = self.server;
+        o.reference = !self.no_reference;
         o.progress = if std::io::stdout().is_terminal() {
             Progress::Bar
         } else {
@@ -176,6 +183,8 @@ pub struct Options {
     pub server: Option<PathBuf>,
     /// Runs per cell.
     pub repeat: usize,
+    /// Measure the reference servers where installed.
+    pub reference: bool,
 }
 
 impl Options {
@@ -198,6 +207,7 @@ impl Options {
             command: command_line(),
             server: None,
             repeat: 3,
+            reference: true,
         }
     }
 
@@ -304,9 +314,13 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         .prefix("cgi-testbed-report-")
         .tempdir()
         .map_err(|e| format!("temp dir: {e}"))?;
+    children::remove_on_interrupt(dir.path());
     let site =
         ladder::prepare(dir.path(), &peers).map_err(|e| format!("preparing scripts: {e}"))?;
-    let rungs = ladder::ladder(&opts.languages);
+    let mut rungs = ladder::ladder(&opts.languages);
+    if opts.reference {
+        rungs.extend(ladder::references(&opts.languages));
+    }
     let settings = Settings {
         concurrency: opts.concurrency.clone(),
         limits: opts.limits,

@@ -9,7 +9,7 @@ use cgi_testbed_report::{ReportArgs, children};
 fn main() -> ExitCode {
     let args = ReportArgs::parse();
     // Before any thread starts: Ctrl-C then stops the servers the report started.
-    if let Err(e) = children::on_interrupt() {
+    if let Err(e) = children::install() {
         eprintln!("cgi-testbed report: cannot handle signals: {e}");
         return ExitCode::FAILURE;
     }

@@ -82,12 +82,42 @@ macro_rules! with_marker {
                 let $m = |p| EmptyElement::at(p) + Rectangle::new([(-4, -4), (4, 4)], filled);
                 $draw
             }
+            // The reference servers: open markers on dotted lines.
+            Model::Lighttpd => {
+                let $m = |p| EmptyElement::at(p) + Circle::new((0, 0), 5, open);
+                $draw
+            }
+            Model::NginxFcgiwrap => {
+                let $m = |p| EmptyElement::at(p) + Circle::new((0, 0), 3, open);
+                $draw
+            }
+            Model::NginxFastCgi => {
+                let $m = |p| EmptyElement::at(p) + TriangleMarker::new((0, 0), 6, open);
+                $draw
+            }
+            Model::NginxStatic => {
+                let $m = |p| EmptyElement::at(p) + Rectangle::new([(-4, -4), (4, 4)], open);
+                $draw
+            }
         }
     }};
 }
 
-fn dashed(model: Model) -> bool {
-    matches!(model, Model::Gunicorn | Model::Uvicorn | Model::Static)
+/// How a rung's line is drawn: solid (our server), dashed (the Python servers and
+/// our static file), dotted (the reference servers).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dash {
+    Solid,
+    Dashed,
+    Dotted,
+}
+
+fn dash(model: Model) -> Dash {
+    match model {
+        Model::Cgi | Model::FastCgi => Dash::Solid,
+        Model::Gunicorn | Model::Uvicorn | Model::Static => Dash::Dashed,
+        _ => Dash::Dotted,
+    }
 }
 
 /// 1.5k, 20, 0.35.
@@ -249,14 +279,19 @@ fn draw(
                 )
                 .map_err(err)?;
         }
-        if dashed(s.rung.model) {
-            chart
-                .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))
-                .map_err(err)?;
-        } else {
-            chart
+        match dash(s.rung.model) {
+            Dash::Solid => chart
                 .draw_series(LineSeries::new(pts.clone(), style))
-                .map_err(err)?;
+                .map(|_| ())
+                .map_err(err)?,
+            Dash::Dashed => chart
+                .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))
+                .map(|_| ())
+                .map_err(err)?,
+            Dash::Dotted => chart
+                .draw_series(DashedLineSeries::new(pts.clone(), 2, 4, style))
+                .map(|_| ())
+                .map_err(err)?,
         }
         with_marker!(s.rung, |m| chart
             .draw_series(pts.iter().map(|&p| m(p)))
@@ -273,8 +308,15 @@ fn draw_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, series: &[Series]) -> 
     for (i, s) in series.iter().enumerate() {
         let y = top + 22 * i as i32;
         let style = ShapeStyle::from(&colour(s.rung)).stroke_width(2);
-        area.draw(&PathElement::new(vec![(4, y), (36, y)], style))
-            .map_err(err)?;
+        let segments: &[(i32, i32)] = match dash(s.rung.model) {
+            Dash::Solid => &[(4, 36)],
+            Dash::Dashed => &[(4, 13), (17, 26), (30, 36)],
+            Dash::Dotted => &[(4, 6), (10, 12), (16, 18), (22, 24), (28, 30), (34, 36)],
+        };
+        for &(x0, x1) in segments {
+            area.draw(&PathElement::new(vec![(x0, y), (x1, y)], style))
+                .map_err(err)?;
+        }
         with_marker!(s.rung, |m| area.draw(&m((20, y))).map_err(err))?;
         area.draw(&Text::new(
             s.rung.label(),

@@ -217,7 +217,7 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
     let tput = series(report, |r| r.throughput);
     b.push(Block::Heading("Throughput".into()));
     b.push(Block::Para(format!(
-        "Answers with status 200 per second, by concurrent keep-alive clients in a closed loop (each sends its next request when the last answer is complete). Every run stops after {} requests or {:.1} s, whichever comes first. Solid lines are our server (circles: CGI, triangles: FastCGI workers), dashed lines the Python servers and the static file, the ceiling of the HTTP layer itself.",
+        "Answers with status 200 per second, by concurrent keep-alive clients in a closed loop (each sends its next request when the last answer is complete). Every run stops after {} requests or {:.1} s, whichever comes first. Solid lines are our server (circles: CGI, triangles: FastCGI workers), dashed lines the Python servers and our static file, the ceiling of the HTTP layer itself; dotted lines with open markers the reference servers (lighttpd, nginx). Error bars span the repeats.",
         s.limits.requests,
         s.limits.duration.as_secs_f64()
     )));
@@ -233,6 +233,11 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
         rate,
         Marks::None,
     )));
+
+    b.push(Block::Heading(
+        "Production servers on the same machine".into(),
+    ));
+    b.push(Block::Para(reference_text(report)));
 
     b.push(Block::Heading("Latency".into()));
     b.push(Block::Para(
@@ -397,6 +402,12 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
             "gunicorn serves the same `greetings.py` with {w} gthread workers (1 thread each, so connections stay alive as with every other rung); uvicorn serves its ASGI twin `greetings_asgi.py` with {w} workers. Both on their own loopback port, started before their runs and stopped after.",
             w = s.workers
         ),
+        format!(
+            "Reference servers, each on its own loopback port for its rung only, driven by the same load generator: lighttpd with mod_cgi; nginx ({workers} worker processes: `worker_processes auto`) in front of fcgiwrap with {fcgiwrap} processes (each runs one script at a time); nginx in front of {w} processes of the same FastCGI program sharing one socket, as spawn-fcgi or php-fpm start them; nginx serving the static file. Keep-alive without a request limit, logs off.",
+            workers = report.machine.cores,
+            fcgiwrap = crate::reference::FCGIWRAP_PROCESSES,
+            w = s.workers
+        ),
         "Processes started, scripts reaped, their CPU (`wait4`) and how long they lived are counted by the server and read from `/server-status?json` before and after each run.".into(),
         format!(
             "Sampling /proc costs CPU too, more with more processes in the tree; it runs in the report's process (its threads' CPU is not in the load generator's figure) and took {:.1}% of one core on average.",
@@ -553,6 +564,64 @@ fn runs_table(report: &Report) -> Table {
         })
         .collect();
     table(&header, rows)
+}
+
+/// What the reference servers did beside ours, at the concurrency nearest 8 that
+/// both measured; which were not installed otherwise.
+fn reference_text(report: &Report) -> String {
+    let mut text = String::from(
+        "Drawn as dotted lines with open markers in every plot, and listed in every table: lighttpd and nginx running the same programs on this machine in the same run, for scale.",
+    );
+    let ours_for = |rung: Rung| -> Rung {
+        let model = match rung.model {
+            Model::Lighttpd | Model::NginxFcgiwrap => Model::Cgi,
+            Model::NginxFastCgi => Model::FastCgi,
+            _ => Model::Static,
+        };
+        Rung {
+            model,
+            language: rung.language,
+        }
+    };
+    let mut compared = Vec::new();
+    for rung in measured_rungs(report)
+        .into_iter()
+        .filter(|r| r.model.is_reference())
+    {
+        let ours = ours_for(rung);
+        let both: Vec<usize> = report
+            .settings
+            .concurrency
+            .iter()
+            .copied()
+            .filter(|&c| !cell(report, rung, c).is_empty() && !cell(report, ours, c).is_empty())
+            .collect();
+        let Some(&c) = both.iter().min_by_key(|c| c.abs_diff(8)) else {
+            continue;
+        };
+        let median = |r: Rung, f: fn(&Run) -> f64| {
+            crate::spread::median(cell(report, r, c).iter().map(|x| f(x)).collect())
+        };
+        compared.push(format!(
+            "{} {} req/s at {} ms of CPU per request against our {} {} req/s at {} ms ({c} clients)",
+            rung.label(),
+            rate(median(rung, |r| r.throughput)),
+            millis(median(rung, Run::cpu_ms)),
+            ours.label(),
+            rate(median(ours, |r| r.throughput)),
+            millis(median(ours, Run::cpu_ms)),
+        ));
+    }
+    if compared.is_empty() {
+        text += if report.options.reference {
+            " None was measured here (see the notes for what is not installed: `apt-get install lighttpd nginx fcgiwrap`)."
+        } else {
+            " Not measured: the report ran with --no-reference."
+        };
+    } else {
+        text += &format!(" Medians: {}.", compared.join("; "));
+    }
+    text
 }
 
 /// The sampling threads' CPU as a share of one core over the runs.

@@ -14,6 +14,7 @@ use crate::ladder::{Model, Peers, Rung, Site};
 use crate::little::Little;
 use crate::ours::{self, Counters, Ours};
 use crate::procfs;
+use crate::reference::Reference;
 use crate::sample::{Memory, Sampler};
 
 /// One rung at one concurrency, in one repeat.
@@ -114,7 +115,10 @@ pub struct Sweep {
 /// A server serving one rung, in processes of its own.
 pub enum Target {
     Ours(Ours),
+    /// gunicorn or uvicorn.
     Theirs(External),
+    /// lighttpd or nginx (with fcgiwrap or workers), and which rung.
+    Reference(Reference, Model),
 }
 
 impl Target {
@@ -133,6 +137,10 @@ impl Target {
                 let log = site.logs.join(format!("{}.log", rung.slug()));
                 External::start(rung.model, python, &site.apps, s.workers, &log).map(Target::Theirs)
             }
+            Model::Lighttpd | Model::NginxFcgiwrap | Model::NginxFastCgi | Model::NginxStatic => {
+                Reference::start(rung, site, peers, s.workers)
+                    .map(|r| Target::Reference(r, rung.model))
+            }
         }
     }
 
@@ -140,6 +148,7 @@ impl Target {
         match self {
             Target::Ours(o) => o.addr,
             Target::Theirs(e) => e.addr,
+            Target::Reference(r, _) => r.addr,
         }
     }
 
@@ -148,21 +157,28 @@ impl Target {
         match self {
             Target::Ours(o) => vec![o.pid()],
             Target::Theirs(e) => vec![e.pid()],
+            Target::Reference(r, _) => r.roots(),
         }
     }
 
     fn counters(&self) -> Option<Counters> {
         match self {
             Target::Ours(o) => o.counters().ok(),
-            Target::Theirs(_) => None,
+            _ => None,
         }
+    }
+
+    /// Does this server start a process per request that no counter of ours sees
+    /// (lighttpd's mod_cgi, fcgiwrap)? Then the process count cannot be checked.
+    fn uncounted_scripts(&self) -> bool {
+        matches!(self, Target::Reference(_, m) if m.is_cgi())
     }
 
     /// The first few distinct lines our server logged since the last call.
     pub fn errors(&mut self) -> Vec<String> {
         match self {
             Target::Ours(o) => o.errors(),
-            Target::Theirs(_) => Vec::new(),
+            _ => Vec::new(),
         }
     }
 
@@ -170,6 +186,7 @@ impl Target {
         match self {
             Target::Ours(o) => o.stop(),
             Target::Theirs(e) => drop(e),
+            Target::Reference(r, _) => drop(r),
         }
     }
 }
@@ -411,9 +428,13 @@ pub fn measure(
                 client,
                 ..Cpu::default()
             };
-            let little = Little::Fixed {
-                expected: fixed0 as f64,
-                mean: memory.mean_others,
+            let little = if target.uncounted_scripts() {
+                Little::Unchecked
+            } else {
+                Little::Fixed {
+                    expected: fixed0 as f64,
+                    mean: memory.mean_others,
+                }
             };
             (cpu, little, None)
         }

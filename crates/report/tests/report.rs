@@ -35,6 +35,8 @@ fn tiny(out: &Path) -> Options {
         ballast_mib: vec![0, 16],
         progress: Progress::Quiet,
         repeat: 2,
+        // tests/reference.rs runs those.
+        reference: false,
         ..Options::quick(out.to_path_buf())
     }
 }
