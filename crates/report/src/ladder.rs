@@ -13,14 +13,17 @@ use cgi_testbed::gateway::env::DEFAULT_PATH;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Language {
     Rust,
+    /// `cgi-src/hello.c`, compiled statically when the report starts (CGI only).
+    C,
     Sh,
     Perl,
     Python,
     Php,
 }
 
-pub const ALL_LANGUAGES: [Language; 5] = [
+pub const ALL_LANGUAGES: [Language; 6] = [
     Language::Rust,
+    Language::C,
     Language::Sh,
     Language::Perl,
     Language::Python,
@@ -31,6 +34,7 @@ impl Language {
     pub fn name(self) -> &'static str {
         match self {
             Language::Rust => "rust",
+            Language::C => "c",
             Language::Sh => "sh",
             Language::Perl => "perl",
             Language::Python => "python",
@@ -42,6 +46,7 @@ impl Language {
     pub fn script(self) -> &'static str {
         match self {
             Language::Rust => "hello-rs",
+            Language::C => "hello-c",
             Language::Sh => "hello",
             Language::Perl => "hello.fcgi.pl",
             Language::Python => "greetings.py",
@@ -164,8 +169,9 @@ impl Rung {
 /// Which program the reference servers run as CGI, and which as FastCGI workers:
 /// the first measured of these (the cheapest to start first, so the servers' own
 /// cost shows most).
-const REFERENCE_CGI: [Language; 5] = [
+const REFERENCE_CGI: [Language; 6] = [
     Language::Rust,
+    Language::C,
     Language::Sh,
     Language::Perl,
     Language::Python,
@@ -198,8 +204,9 @@ pub fn ladder(languages: &[Language]) -> Vec<Rung> {
     let mut rungs = Vec::new();
     for &l in languages {
         rungs.push(Rung::new(Model::Cgi, l));
-        // A shell script cannot speak FastCGI, so sh is the CGI-only rung.
-        if l != Language::Sh {
+        // A shell script cannot speak FastCGI, nor can the plain C hello: those
+        // are CGI-only rungs.
+        if l != Language::Sh && l != Language::C {
             rungs.push(Rung::new(Model::FastCgi, l));
         }
         if l == Language::Python {
@@ -223,6 +230,8 @@ pub struct Peers {
     pub perl_fcgi: bool,
     /// The compiled Rust example (built by build.rs into cgi-bin/).
     pub hello_rs: Option<PathBuf>,
+    /// A C compiler, for the static C hello.
+    pub cc: Option<PathBuf>,
     /// The reference servers.
     pub lighttpd: Option<PathBuf>,
     pub nginx: Option<PathBuf>,
@@ -252,6 +261,7 @@ impl Peers {
             php_cgi: Path::new(PHP_CGI).is_file(),
             perl_fcgi: succeeds(Command::new(PERL).args(["-MFCGI", "-e1"])),
             hello_rs: find_hello_rs(),
+            cc: find_program("cc"),
             lighttpd: find_program("lighttpd"),
             nginx: find_program("nginx"),
             fcgiwrap: find_program("fcgiwrap"),
@@ -286,6 +296,7 @@ impl Peers {
                 "cgi-bin/hello-rs is not built (run `cargo build` in the source tree)".into()
             }),
             (Language::Sh, _) => None,
+            (Language::C, _) => need(self.cc.is_some(), "a C compiler (cc)"),
             (Language::Perl, _) => {
                 need(self.perl_fcgi, "Perl's FCGI module (Debian: libfcgi-perl)")
             }
@@ -388,11 +399,38 @@ pub fn prepare(dir: &Path, peers: &Peers) -> io::Result<Site> {
     if let Some(bin) = &peers.hello_rs {
         write_executable(&site.cgi_dir.join("hello-rs"), &fs::read(bin)?)?;
     }
+    if let Some(cc) = &peers.cc {
+        // A compiler that cannot build it must not stop the report: the c rung
+        // then fails on its own, its GET answering 404.
+        let _ = compile_c(cc, &site.cgi_dir);
+    }
     for (name, text) in [SCRIPTS[3], ASGI_APP] {
         fs::write(site.apps.join(name), text)?;
     }
     fs::write(site.public.join(STATIC_FILE), "Hello, world!\n")?;
     Ok(site)
+}
+
+const HELLO_C: &str = include_str!("../../../cgi-src/hello.c");
+
+/// Compiles the C hello into `dir/hello-c`: statically if the C library allows
+/// it (libc.a), else dynamically.
+fn compile_c(cc: &Path, dir: &Path) -> io::Result<()> {
+    let src = dir.join(".hello.c");
+    fs::write(&src, HELLO_C)?;
+    let out = dir.join(Language::C.script());
+    let built =
+        |flags: &[&str]| succeeds(Command::new(cc).args(flags).arg("-o").arg(&out).arg(&src));
+    let ok = built(&["-O2", "-static"]) || built(&["-O2"]);
+    fs::remove_file(&src)?;
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{} could not compile hello.c",
+            cc.display()
+        )))
+    }
 }
 
 fn write_executable(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -27,6 +27,7 @@ pub mod render;
 pub mod sample;
 pub mod spawn_cost;
 pub mod spread;
+pub mod starts;
 pub mod sweep;
 pub mod timing;
 
@@ -171,8 +172,11 @@ pub struct Options {
     pub warmup: Duration,
     /// FastCGI workers per script, and gunicorn/uvicorn workers.
     pub workers: usize,
-    /// Process starts per mode and parent size, and the time cap of each.
+    /// Process starts per mode and parent size, and the time cap of each (also the
+    /// cap of each program's direct starts).
     pub spawn_samples: usize,
+    /// Direct starts of each program.
+    pub start_samples: usize,
     pub spawn_cap: Duration,
     /// Parent sizes (MiB of touched memory) for fork vs posix_spawn.
     pub ballast_mib: Vec<usize>,
@@ -201,6 +205,7 @@ impl Options {
             warmup: Duration::from_secs(1),
             workers: 4,
             spawn_samples: 200,
+            start_samples: 300,
             spawn_cap: Duration::from_secs(4),
             ballast_mib: vec![0, 256, 1024],
             progress: Progress::Quiet,
@@ -222,6 +227,7 @@ impl Options {
             },
             warmup: Duration::from_millis(500),
             spawn_samples: 50,
+            start_samples: 50,
             spawn_cap: Duration::from_millis(1500),
             repeat: 1,
             ..Options::full(out)
@@ -265,6 +271,9 @@ pub struct Report {
     pub timing: Vec<Breakdown>,
     pub spawn_program: Option<PathBuf>,
     pub spawn: Vec<spawn_cost::Cell>,
+    /// Each program started directly, and what one CPUID costs here.
+    pub starts: Vec<starts::Starts>,
+    pub cpuid_us: Option<f64>,
     pub claims: Vec<Claim>,
 }
 
@@ -340,6 +349,16 @@ pub fn run(opts: &Options) -> Result<Report, String> {
 
     let sweep = sweep::sweep(&rungs, &site, &peers, &settings, &ui);
 
+    ui.say("starting each program directly…");
+    let starts = starts::measure(
+        &site,
+        &peers,
+        &opts.languages,
+        opts.start_samples,
+        opts.spawn_cap,
+    );
+    let cpuid_us = starts::cpuid_us();
+
     let spawn_program = spawn_cost::trivial_program();
     let mut notes = sweep.notes;
     let spawn = match &spawn_program {
@@ -370,6 +389,8 @@ pub fn run(opts: &Options) -> Result<Report, String> {
         timing,
         spawn_program,
         spawn,
+        starts,
+        cpuid_us,
         claims,
     };
     render::write(&report, &opts.out)?;

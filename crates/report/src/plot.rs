@@ -45,6 +45,7 @@ pub struct Series {
 fn colour(rung: Rung) -> RGBColor {
     match rung.language {
         Some(Language::Rust) => RGBColor(206, 92, 0),
+        Some(Language::C) => RGBColor(23, 150, 170),
         Some(Language::Sh) => RGBColor(110, 110, 110),
         Some(Language::Perl) => RGBColor(31, 119, 180),
         Some(Language::Python) => RGBColor(44, 160, 44),

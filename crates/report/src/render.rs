@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::Report;
 use crate::claims::{Claim, Verdict, times};
-use crate::ladder::{Model, Rung};
+use crate::ladder::{Language, Model, Rung};
 use crate::plot::{self, Point, Series};
 use crate::spawn_cost::Cell;
 use crate::spread::Spread;
@@ -200,6 +200,22 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
                 ),
             ],
             vec!["Server build".into(), m.build.into()],
+            vec![
+                "One CPUID instruction".into(),
+                report.cpuid_us.map_or_else(
+                    || "not measured (not x86-64)".into(),
+                    |us| {
+                        format!(
+                            "{us:.2} µs{}",
+                            if us > 1.0 {
+                                " (it traps to a hypervisor: see \"Starting each program\")"
+                            } else {
+                                ""
+                            }
+                        )
+                    },
+                ),
+            ],
         ],
     }));
     b.push(Block::Para(format!(
@@ -367,6 +383,10 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
     ));
     b.push(Block::Table(timing_table(report)));
 
+    b.push(Block::Heading("Starting each program".into()));
+    b.push(Block::Para(starts_text(report)));
+    b.push(Block::Table(starts_table(report)));
+
     b.push(Block::Heading(
         "Starting a process: posix_spawn, fork and the parent's size".into(),
     ));
@@ -472,6 +492,96 @@ fn timing_table(report: &Report) -> Table {
         })
         .collect();
     table(&header, rows)
+}
+
+/// The starts table's rows: each program, how it is linked, its start and CPU.
+fn starts_table(report: &Report) -> Table {
+    let header = [
+        "program",
+        "how it runs",
+        "start ms (median, p90)",
+        "CPU ms per start",
+        "against sh",
+        "starts",
+    ];
+    let sh = report
+        .starts
+        .iter()
+        .find(|s| s.language == Language::Sh)
+        .map(|s| s.wall.median);
+    let rows = report
+        .starts
+        .iter()
+        .map(|s| {
+            vec![
+                format!(
+                    "{} ({})",
+                    s.language.name(),
+                    s.program
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                ),
+                s.linkage.to_string(),
+                format!("{} ({})", millis(s.wall.median), millis(s.wall_p90)),
+                millis(s.cpu.median),
+                sh.map_or_else(
+                    || "–".into(),
+                    |sh| {
+                        let x = sh / s.wall.median.max(1e-9);
+                        if x >= 1.0 {
+                            format!("{} faster", times(x))
+                        } else {
+                            format!("{} slower", times(1.0 / x))
+                        }
+                    },
+                ),
+                s.wall.n.to_string(),
+            ]
+        })
+        .collect();
+    let mut t = table(&header, rows);
+    t.numeric[1] = false;
+    t
+}
+
+/// What the starts table shows, computed: the compiled programs against sh, and
+/// what CPUID costs here.
+fn starts_text(report: &Report) -> String {
+    let mut text = String::from(
+        "Each bundled program run directly, without a server, as a CGI script answering a GET: from posix_spawn to reaped, its output read through a pipe, the programs taking turns. This is what a process per request pays before any work of its own.",
+    );
+    let find = |l: Language| report.starts.iter().find(|s| s.language == l);
+    if let (Some(rs), Some(sh)) = (find(Language::Rust), find(Language::Sh)) {
+        text += &format!(
+            " The compiled hello-rs ({}) takes {} ms, the sh hello {} ms: {}",
+            rs.linkage,
+            millis(rs.wall.median),
+            millis(sh.wall.median),
+            if rs.wall.median * 2.0 <= sh.wall.median {
+                format!(
+                    "{} faster.",
+                    times(sh.wall.median / rs.wall.median.max(1e-9))
+                )
+            } else {
+                "not the 2× a compiled program should manage (is hello-rs statically linked? see build.rs).".into()
+            }
+        );
+    }
+    if let Some(c) = find(Language::C) {
+        text += &format!(
+            " The C hello, {} with the system's C library, takes {} ms.",
+            c.linkage,
+            millis(c.wall.median)
+        );
+    }
+    if let Some(us) = report.cpuid_us
+        && us > 1.0
+    {
+        text += &format!(
+            " One CPUID instruction costs {us:.1} µs on this machine (on bare metal a few hundredths): it traps to the hypervisor. glibc's start-up runs CPUID dozens of times to choose its string functions and cache sizes, in the dynamic loader or in a static binary's own start code, so every program linked with glibc (sh, perl, python, php, and the C hello unless built against musl) pays that before `main`; hello-rs, linked statically against musl by `build.rs` when that Rust target is installed, does not."
+        );
+    }
+    text
 }
 
 fn spawn_table(cells: &[Cell]) -> Table {

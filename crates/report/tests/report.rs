@@ -82,6 +82,7 @@ fn a_tiny_sweep_writes_both_pages_with_non_zero_numbers() {
         "## CPU time per request",
         "## Memory of the serving process tree",
         "## Where one request's time goes",
+        "## Starting each program",
         "## Starting a process: posix_spawn, fork and the parent's size",
         "## Every run",
     ] {
@@ -111,6 +112,10 @@ fn a_tiny_sweep_writes_both_pages_with_non_zero_numbers() {
         t[1] > 0.0 && t[4] > 0.0 && t[5] > 0.0,
         "spawn and total: {t:?}"
     );
+    // sh started directly: its median start and CPU.
+    let starts = md.split("## Starting each program").nth(1).unwrap();
+    let sh = row(starts, "sh (hello)");
+    assert!(sh.len() >= 2 && sh[0] > 0.0 && sh[1] > 0.0, "{sh:?}");
     // fork vs posix_spawn: parent RSS, then the medians.
     for size in ["0 MiB", "16 MiB"] {
         let s = row(&md, size);
