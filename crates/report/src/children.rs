@@ -13,18 +13,30 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::cgroup::Accounting;
+
 /// Process group ids of the groups started and not yet stopped.
 static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-/// Directories to remove when interrupted (the report's temporary directory, whose
-/// owner is not dropped when the process exits from the signal thread).
-static LITTER: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+/// What to remove when interrupted, since the owners are not dropped when the
+/// process exits from the signal thread: (directory, is it a control group).
+static LITTER: Mutex<Vec<(std::path::PathBuf, bool)>> = Mutex::new(Vec::new());
 
-/// Has `dir` removed if the report is interrupted.
+/// Has `dir` (and all in it) removed if the report is interrupted.
 pub fn remove_on_interrupt(dir: &std::path::Path) {
+    litter(dir, false);
+}
+
+/// Has control group `dir` removed if the report is interrupted (after its
+/// processes are stopped; a control group is removed with rmdir alone).
+pub fn remove_cgroup_on_interrupt(dir: &std::path::Path) {
+    litter(dir, true);
+}
+
+fn litter(dir: &std::path::Path, cgroup: bool) {
     LITTER
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .push(dir.to_path_buf());
+        .push((dir.to_path_buf(), cgroup));
 }
 
 /// Between SIGTERM and SIGKILL.
@@ -41,6 +53,15 @@ pub struct Group {
 }
 
 impl Group {
+    /// Starts `cmd` as the leader of a new process group, inside control group
+    /// `acct` if given (for its CPU accounting).
+    pub fn spawn_in(cmd: &mut Command, acct: Option<&Accounting>) -> io::Result<Group> {
+        if let Some(a) = acct {
+            a.start_inside(cmd);
+        }
+        Group::spawn(cmd)
+    }
+
     /// Starts `cmd` as the leader of a new process group.
     pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
         use std::os::unix::process::CommandExt;
@@ -145,8 +166,18 @@ pub fn install() -> io::Result<()> {
             let Ok(sig) = set.wait() else { return };
             eprintln!("cgi-testbed report: {sig}: stopping the servers it started");
             stop_all(Duration::from_secs(3));
-            for dir in LITTER.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                let _ = std::fs::remove_dir_all(dir);
+            for (dir, cgroup) in LITTER.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                if *cgroup {
+                    // Exited tasks leave a control group a moment after reaping.
+                    for _ in 0..100 {
+                        if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                } else {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
             }
             std::process::exit(130);
         })?;

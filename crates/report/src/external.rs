@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::cgroup::Accounting;
 use crate::children::Group;
 use crate::ladder::Model;
 use cgi_testbed_load as load;
@@ -18,6 +19,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct External {
     group: Group,
     pub addr: SocketAddr,
+    /// Its control group (dropped after it), where one could be made.
+    acct: Option<Accounting>,
 }
 
 impl External {
@@ -77,21 +80,28 @@ impl External {
             _ => return Err(format!("{} is not an external server", model.name())),
         };
         let stderr = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let group = Group::spawn(
+        let acct = Accounting::new();
+        let group = Group::spawn_in(
             Command::new(python)
                 .args(&args)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(stderr),
+            acct.as_ref(),
         )
         .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
-        let mut server = External { group, addr };
+        let mut server = External { group, addr, acct };
         wait_ready(&mut server.group, addr, "/", model.name(), log)?;
         Ok(server)
     }
 
     pub fn pid(&self) -> i32 {
         self.group.pid()
+    }
+
+    /// The CPU all its processes used so far, from its control group.
+    pub fn cgroup_usage(&self) -> Option<Duration> {
+        self.acct.as_ref()?.usage()
     }
 }
 

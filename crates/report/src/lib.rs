@@ -12,6 +12,7 @@
 //! compile the plotting and progress-bar crates; the server's `report` subcommand
 //! runs this binary.
 
+pub mod cgroup;
 pub mod children;
 pub mod claims;
 pub mod cpu;
@@ -52,7 +53,7 @@ pub const SOURCE_TREE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 #[command(
     name = "cgi-testbed-report",
     version,
-    about = "Measure CGI against FastCGI workers on this machine and write an HTML and a Markdown report with plots (6–10 minutes; --quick: about one)."
+    about = "Measure CGI against FastCGI workers (and lighttpd and nginx, where installed) on this machine and write an HTML and a Markdown report with plots (about 25 minutes on 2 cores with everything installed; --quick: 1–2)."
 )]
 pub struct ReportArgs {
     /// A short sweep (1–2 minutes): rust and python, 1, 4 and 16 clients, 2 s a run.
@@ -75,7 +76,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
 
-    /// Longest run, e.g. 5 or 5s or 500ms [default: 5s; --quick: 2s].
+    /// Longest run, e.g. 3 or 3s or 500ms [default: 3s; --quick: 2s].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     pub duration: Option<Duration>,
 
@@ -192,7 +193,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// The default sweep: 6–10 minutes on 2 cores.
+    /// The default sweep: about 25 minutes on 2 cores with every language and
+    /// reference server installed (17 rungs × 7 concurrencies × 3 repeats × 3 s).
     pub fn full(out: PathBuf) -> Options {
         Options {
             out,
@@ -200,7 +202,7 @@ impl Options {
             concurrency: vec![1, 2, 4, 8, 16, 32, 64],
             limits: Limits {
                 requests: 50_000,
-                duration: Duration::from_secs(5),
+                duration: Duration::from_secs(3),
             },
             warmup: Duration::from_secs(1),
             workers: 4,

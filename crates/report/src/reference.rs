@@ -13,7 +13,9 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use crate::cgroup::Accounting;
 use crate::children::Group;
 use crate::external::{free_port, wait_ready};
 use crate::ladder::{Language, Model, Peers, Rung, Site};
@@ -27,6 +29,8 @@ pub struct Reference {
     /// In stopping order: the HTTP server first, then what it talks to.
     groups: Vec<Group>,
     pub addr: SocketAddr,
+    /// Their control group (dropped after them), where one could be made.
+    acct: Option<Accounting>,
 }
 
 impl Reference {
@@ -46,6 +50,9 @@ impl Reference {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let missing = |what: &str| format!("{what} is not installed");
         let mut groups = Vec::new();
+        let acct = Accounting::new();
+        let start =
+            |cmd: &mut Command, log: &Path, name: &str| spawn(cmd, acct.as_ref(), log, name);
         let log = dir.join("error.log");
         match rung.model {
             Model::Lighttpd => {
@@ -55,7 +62,7 @@ impl Reference {
                     .ok_or_else(|| missing("lighttpd"))?;
                 let conf = dir.join("lighttpd.conf");
                 write(&conf, &lighttpd_conf(site, &dir, port))?;
-                groups.push(spawn(
+                groups.push(start(
                     Command::new(lighttpd)
                         .stdin(Stdio::null())
                         .arg("-D")
@@ -75,7 +82,7 @@ impl Reference {
                         .as_deref()
                         .ok_or_else(|| missing("fcgiwrap"))?;
                     let sock = dir.join("fcgiwrap.sock");
-                    backends.push(spawn(
+                    backends.push(start(
                         Command::new(fcgiwrap)
                             .stdin(Stdio::null())
                             .arg("-c")
@@ -88,11 +95,17 @@ impl Reference {
                 }
                 if rung.model == Model::NginxFastCgi {
                     let language = rung.language.ok_or("a FastCGI rung without a program")?;
-                    backends.extend(workers_on_socket(site, language, &dir, workers)?);
+                    backends.extend(workers_on_socket(
+                        site,
+                        language,
+                        &dir,
+                        workers,
+                        acct.as_ref(),
+                    )?);
                 }
                 let conf = dir.join("nginx.conf");
                 write(&conf, &nginx_conf(site, &dir, port))?;
-                groups.push(spawn(
+                groups.push(start(
                     Command::new(nginx)
                         .stdin(Stdio::null())
                         .arg("-p")
@@ -112,7 +125,12 @@ impl Reference {
         let name = rung.label();
         let first = groups.first_mut().ok_or("no process was started")?;
         wait_ready(first, addr, &rung.path(), &name, &log)?;
-        Ok(Reference { groups, addr })
+        Ok(Reference { groups, addr, acct })
+    }
+
+    /// The CPU all its processes used so far, from its control group.
+    pub fn cgroup_usage(&self) -> Option<Duration> {
+        self.acct.as_ref()?.usage()
     }
 
     /// The processes whose trees serve: the HTTP server and its backends.
@@ -125,13 +143,20 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Starts `cmd` (its stdin set by the caller) with stdout and stderr into `log`.
-fn spawn(cmd: &mut Command, log: &Path, name: &str) -> Result<Group, String> {
+/// Starts `cmd` (its stdin set by the caller) with stdout and stderr into `log`,
+/// inside `acct`.
+fn spawn(
+    cmd: &mut Command,
+    acct: Option<&Accounting>,
+    log: &Path,
+    name: &str,
+) -> Result<Group, String> {
     let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out
         .try_clone()
         .map_err(|e| format!("{}: {e}", log.display()))?;
-    Group::spawn(cmd.stdout(out).stderr(err)).map_err(|e| format!("cannot start {name}: {e}"))
+    Group::spawn_in(cmd.stdout(out).stderr(err), acct)
+        .map_err(|e| format!("cannot start {name}: {e}"))
 }
 
 /// `workers` processes of `language`'s program, each with the same listening unix
@@ -141,6 +166,7 @@ fn workers_on_socket(
     language: Language,
     dir: &Path,
     workers: usize,
+    acct: Option<&Accounting>,
 ) -> Result<Vec<Group>, String> {
     let sock = dir.join("workers.sock");
     let listener = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
@@ -159,6 +185,7 @@ fn workers_on_socket(
                     .env("PHP_FCGI_CHILDREN", "0")
                     .env("PHP_FCGI_MAX_REQUESTS", "0")
                     .stdin(fd0),
+                acct,
                 &log,
                 language.script(),
             )

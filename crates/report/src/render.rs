@@ -12,7 +12,7 @@ use crate::ladder::{Language, Model, Rung};
 use crate::plot::{self, Point, Series};
 use crate::spawn_cost::Cell;
 use crate::spread::Spread;
-use crate::sweep::{Run, mib, ms};
+use crate::sweep::{CpuSource, Run, mib, ms};
 use cgi_testbed::cgi::spawn::SpawnMode;
 use cgi_testbed::html::escape;
 
@@ -296,7 +296,7 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
 
     b.push(Block::Heading("CPU time per request".into()));
     b.push(Block::Para(
-        "The most direct cost of a process per request: user + system CPU of the serving tree during a run, divided by the answers. For our server that is its own process (from /proc) plus every script it reaped (the `wait4` rusage it keeps for each) plus its live workers (from /proc); for the other servers, their whole tree from /proc (each process's own time and what it reaped). The load generator's own CPU, in the report's process, is apart (last table).".into(),
+        "The most direct cost of a process per request: user + system CPU of the serving tree during a run, divided by the answers. For our server that is its own process (from /proc) plus every script it reaped (the `wait4` rusage it keeps for each) plus its live workers (from /proc); for the other servers, the control group the report started them in (all their processes, however they end), or where no control group could be made their tree from /proc (each process's own time and what it reaped). A server that ignores SIGCHLD, as fcgiwrap does, has its children reaped by the kernel, whose CPU then never reaches /proc: without a control group its figure is left out (–) rather than shown too low. The load generator's own CPU, in the report's process, is apart (last table).".into(),
     ));
     b.push(Block::Plot(
         "cpu.svg".into(),
@@ -636,6 +636,7 @@ fn runs_table(report: &Report) -> Table {
         "peak procs",
         "Little's law",
         "CPU ms/answer",
+        "CPU from",
         "server CPU ms/answer",
         "load generator CPU ms/answer",
         "seconds",
@@ -663,7 +664,18 @@ fn runs_table(report: &Report) -> Table {
                 format!("{:.1}", mib(r.memory.mean_pss_kib)),
                 r.memory.peak_procs.to_string(),
                 r.little.to_string(),
-                millis(r.cpu_ms()),
+                if r.cpu_ms().is_finite() {
+                    millis(r.cpu_ms())
+                } else {
+                    "–".into()
+                },
+                match r.cpu.source {
+                    CpuSource::Counters => "/proc + wait4",
+                    CpuSource::Cgroup => "cgroup",
+                    CpuSource::Proc => "/proc",
+                    CpuSource::Incomplete => "/proc, incomplete",
+                }
+                .into(),
                 r.cpu
                     .server
                     .map_or_else(|| "–".into(), |d| millis(ms(d) / answers)),

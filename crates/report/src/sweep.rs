@@ -59,6 +59,23 @@ pub struct Cpu {
     pub reaped_proc: Option<Duration>,
     /// The load generator: the report's process, less its sampling threads.
     pub client: Duration,
+    /// Where `tree` comes from.
+    pub source: CpuSource,
+}
+
+/// How a run's tree CPU was measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CpuSource {
+    /// Our server: its process from /proc, its scripts from its wait4 counters.
+    #[default]
+    Counters,
+    /// The control group the server ran in.
+    Cgroup,
+    /// /proc: each process's time plus what it reaped.
+    Proc,
+    /// /proc, but a process of the tree ignores SIGCHLD, so the CPU of the children
+    /// the kernel reaped for it is missing: not shown.
+    Incomplete,
 }
 
 impl Run {
@@ -67,8 +84,11 @@ impl Run {
         self.ok + self.non_200
     }
 
-    /// The serving tree's CPU per answer, in milliseconds.
+    /// The serving tree's CPU per answer, in milliseconds (NaN when incomplete).
     pub fn cpu_ms(&self) -> f64 {
+        if self.cpu.source == CpuSource::Incomplete {
+            return f64::NAN;
+        }
         per_answer_ms(self.cpu.tree, self.answered())
     }
 
@@ -165,6 +185,15 @@ impl Target {
         match self {
             Target::Ours(o) => o.counters().ok(),
             _ => None,
+        }
+    }
+
+    /// The CPU its control group used so far (not ours: counted differently).
+    fn cgroup_usage(&self) -> Option<Duration> {
+        match self {
+            Target::Ours(_) => None,
+            Target::Theirs(e) => e.cgroup_usage(),
+            Target::Reference(r, _) => r.cgroup_usage(),
         }
     }
 
@@ -371,6 +400,7 @@ pub fn measure(
     // Counters first and last, so reading them is not part of the run's CPU.
     let counters0 = target.counters();
     let cpu0 = cpu::read_settled(&roots, Duration::from_millis(300));
+    let cgroup0 = target.cgroup_usage();
     let fixed0 = others_now(&roots);
     let client0 = cpu::this_process();
     let sampler = Sampler::start(roots.clone()).map_err(|e| format!("sampler: {e}"))?;
@@ -381,6 +411,7 @@ pub fn measure(
         .saturating_sub(client0)
         .saturating_sub(memory.sampler_cpu);
     let cpu1 = cpu::read_settled(&roots, Duration::from_millis(300));
+    let cgroup1 = target.cgroup_usage();
     let counters1 = target.counters();
     let used: TreeCpu = cpu1.since(&cpu0);
     let counted = match (counters0, counters1) {
@@ -402,6 +433,7 @@ pub fn measure(
                 reaped_wait4: Some(c.reaped_cpu),
                 reaped_proc: Some(used.roots_reaped),
                 client,
+                source: CpuSource::Counters,
             };
             let little = if rung.model == Model::Cgi {
                 Little::scripts(
@@ -423,10 +455,23 @@ pub fn measure(
             (cpu, little, Some(c.started))
         }
         None => {
-            let cpu = Cpu {
-                tree: used.total(),
-                client,
-                ..Cpu::default()
+            let cpu = match (cgroup0, cgroup1) {
+                (Some(a), Some(b)) => Cpu {
+                    tree: b.saturating_sub(a),
+                    client,
+                    source: CpuSource::Cgroup,
+                    ..Cpu::default()
+                },
+                _ => Cpu {
+                    tree: used.total(),
+                    client,
+                    source: if crate::cgroup::ignores_sigchld(&crate::sample::members(&roots)) {
+                        CpuSource::Incomplete
+                    } else {
+                        CpuSource::Proc
+                    },
+                    ..Cpu::default()
+                },
             };
             let little = if target.uncounted_scripts() {
                 Little::Unchecked

@@ -26,25 +26,35 @@ fn report(out: &Path, args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// A process: its pid and start time (pids are reused, here after 32768).
+type Seen = HashSet<(i32, u64)>;
+
+/// When `pid` started (clock ticks since boot), if it exists.
+fn started(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Notes every process below `child` until it exits or `until` says stop; returns
 /// them with the exit status (if it exited).
 fn watch(
     child: &mut Child,
     limit: Duration,
-    mut until: impl FnMut(&HashSet<i32>) -> bool,
-) -> (HashSet<i32>, Option<std::process::ExitStatus>) {
+    mut until: impl FnMut(&Seen) -> bool,
+) -> (Seen, Option<std::process::ExitStatus>) {
     let me = child.id() as i32;
-    let mut seen = HashSet::new();
+    let mut seen = Seen::new();
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             return (seen, Some(status));
         }
-        seen.extend(
-            procfs::tree_by_children(&[me])
-                .into_iter()
-                .filter(|&p| p != me),
-        );
+        for pid in procfs::tree_by_children(&[me]) {
+            if let Some(t) = started(pid).filter(|_| pid != me) {
+                seen.insert((pid, t));
+            }
+        }
         if until(&seen) {
             return (seen, None);
         }
@@ -53,10 +63,11 @@ fn watch(
     (seen, None)
 }
 
-/// Which of `pids` still exist.
-fn left(pids: &HashSet<i32>) -> Vec<(i32, String)> {
-    pids.iter()
-        .filter_map(|&p| {
+/// Which of `seen` still exist (the same pid, started at the same time).
+fn left(seen: &Seen) -> Vec<(i32, String)> {
+    seen.iter()
+        .filter(|&&(p, t)| started(p) == Some(t))
+        .filter_map(|&(p, _)| {
             let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
             Some((p, stat))
         })

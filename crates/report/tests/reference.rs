@@ -7,7 +7,7 @@ use std::time::Duration;
 use cgi_testbed_load::Limits;
 use cgi_testbed_report::ladder::{self, Language, Peers, Rung};
 use cgi_testbed_report::reference::Reference;
-use cgi_testbed_report::sweep::{self, Target};
+use cgi_testbed_report::sweep::{self, CpuSource, Target};
 
 #[test]
 fn each_reference_server_answers_and_is_measured() {
@@ -19,6 +19,8 @@ fn each_reference_server_answers_and_is_measured() {
     } else {
         vec![Language::Sh]
     };
+    let mut cgi_cpu = Vec::new();
+    let accounting = cgi_testbed_report::cgroup::Accounting::new().is_some();
     for rung in ladder::references(&languages) {
         if let Some(why) = peers.missing(rung) {
             eprintln!("skipped {}: {why}", rung.label());
@@ -55,6 +57,13 @@ fn each_reference_server_answers_and_is_measured() {
             run.little
         );
         assert_eq!(run.little.holds().is_none(), rung.model.is_cgi());
+        // With a control group, every server's CPU is complete, fcgiwrap's too.
+        if accounting {
+            assert_eq!(run.cpu.source, CpuSource::Cgroup, "{}", rung.label());
+        }
+        if rung.model.is_cgi() && run.cpu_ms().is_finite() {
+            cgi_cpu.push((rung.label(), run.cpu_ms()));
+        }
         target.stop();
         for pid in roots {
             assert!(
@@ -63,6 +72,12 @@ fn each_reference_server_answers_and_is_measured() {
                 rung.label()
             );
         }
+    }
+    // lighttpd and nginx+fcgiwrap start the same program once per request: neither
+    // may look much cheaper than the other (fcgiwrap's scripts went missing from
+    // /proc's accounting before the control groups).
+    if let [(a, x), (b, y)] = &cgi_cpu[..] {
+        assert!(x / y < 2.5 && y / x < 2.5, "{a}: {x:.3} ms, {b}: {y:.3} ms");
     }
 }
 
