@@ -1,13 +1,16 @@
 //! The processes and memory of a serving process tree during a run.
 //!
-//! Two threads read /proc. The fast one, every [`EVERY`], finds the processes of the
-//! tree below the roots (the server, or an external server's master) by asking each
-//! member's threads for their children (`/proc/PID/task/TID/children`), then reads
-//! the memory of each process beyond the roots. The count comes from the children
-//! lists alone: a script counts if it is alive (or exited and not yet reaped) when
-//! its parent's list is read, so a script that exits before its memory is read
-//! still counts, and none is missed because it exited before it could be
-//! classified. The slow one reads the roots' own memory every [`ROOTS_EVERY`].
+//! Three threads read /proc. One counts, every [`EVERY`], the processes of the tree
+//! below the roots (the server, or an external server's master) by asking each
+//! member's threads for their children (`/proc/PID/task/TID/children`): a script
+//! counts if it is alive (or exited and not yet reaped) when its parent's list is
+//! read, so none is missed because it exited before it could be classified. It
+//! reads nothing else, so its rhythm does not depend on what it finds: a pass that
+//! took longer when there were more scripts would sample the quiet moments more
+//! often, and the mean would come out low. Another reads the memory of each process
+//! beyond the roots, as often; a script gone before its memory is read counts with
+//! the run's mean per script. The third reads the roots' own memory every
+//! [`ROOTS_EVERY`].
 //!
 //! Why apart, and why children lists: PSS comes from `smaps_rollup`, which walks
 //! every mapping of a process under its mmap lock. For a server with a hundred
@@ -95,13 +98,8 @@ fn tree_memory(r: &Reading, roots: &[RootsMemory], per_other: (f64, f64)) -> (u6
     )
 }
 
-/// Folds the readings taken within `window` (all of them if none is) into peaks and
-/// means.
-pub fn summarize(
-    readings: &[Reading],
-    roots: &[RootsMemory],
-    window: Option<(Instant, Instant)>,
-) -> Memory {
+/// The readings taken within `window` (all of them if none is).
+fn within(readings: &[Reading], window: Option<(Instant, Instant)>) -> Vec<&Reading> {
     let inside: Vec<&Reading> = readings
         .iter()
         .filter(|r| match (window, r.at) {
@@ -109,47 +107,63 @@ pub fn summarize(
             _ => true,
         })
         .collect();
-    let inside = if inside.is_empty() {
+    if inside.is_empty() {
         readings.iter().collect()
     } else {
         inside
-    };
-    let n = inside.len();
-    if n == 0 {
-        return Memory::default();
     }
-    let read: usize = inside.iter().map(|r| r.others_read).sum();
-    let others: usize = inside.iter().map(|r| r.others).sum();
+}
+
+/// Folds the counts and the memory readings taken within `window` into peaks and
+/// means: processes from `counts`, memory from `memory` (with `roots`).
+pub fn summarize(
+    counts: &[Reading],
+    memory: &[Reading],
+    roots: &[RootsMemory],
+    window: Option<(Instant, Instant)>,
+) -> Memory {
+    let counts = within(counts, window);
+    let memory = within(memory, window);
+    let n = counts.len();
+    let mut out = Memory {
+        samples: n as u32,
+        ..Memory::default()
+    };
+    if n > 0 {
+        out.peak_procs = counts.iter().map(|r| r.procs).max().unwrap_or(0);
+        out.mean_procs = counts.iter().map(|r| r.procs).sum::<usize>() as f64 / n as f64;
+        out.peak_others = counts.iter().map(|r| r.others).max().unwrap_or(0);
+        out.mean_others = counts.iter().map(|r| r.others).sum::<usize>() as f64 / n as f64;
+    }
+    let m = memory.len();
+    if m == 0 {
+        return out;
+    }
+    let read: usize = memory.iter().map(|r| r.others_read).sum();
+    let others: usize = memory.iter().map(|r| r.others).sum();
     let per_other = if read > 0 {
         (
-            inside.iter().map(|r| r.others_rss_kib).sum::<u64>() as f64 / read as f64,
-            inside.iter().map(|r| r.others_pss_kib).sum::<u64>() as f64 / read as f64,
+            memory.iter().map(|r| r.others_rss_kib).sum::<u64>() as f64 / read as f64,
+            memory.iter().map(|r| r.others_pss_kib).sum::<u64>() as f64 / read as f64,
         )
     } else {
         (0.0, 0.0)
     };
-    let mem: Vec<(u64, u64)> = inside
+    let mem: Vec<(u64, u64)> = memory
         .iter()
         .map(|r| tree_memory(r, roots, per_other))
         .collect();
-    let mean = |v: u64| v / n as u64;
-    Memory {
-        samples: n as u32,
-        peak_procs: inside.iter().map(|r| r.procs).max().unwrap_or(0),
-        mean_procs: inside.iter().map(|r| r.procs).sum::<usize>() as f64 / n as f64,
-        peak_others: inside.iter().map(|r| r.others).max().unwrap_or(0),
-        mean_others: others as f64 / n as f64,
-        peak_rss_kib: mem.iter().map(|m| m.0).max().unwrap_or(0),
-        mean_rss_kib: mean(mem.iter().map(|m| m.0).sum()),
-        peak_pss_kib: mem.iter().map(|m| m.1).max().unwrap_or(0),
-        mean_pss_kib: mean(mem.iter().map(|m| m.1).sum()),
-        estimated: if others > 0 {
-            1.0 - read as f64 / others as f64
-        } else {
-            0.0
-        },
-        sampler_cpu: Duration::ZERO,
-    }
+    let mean = |v: u64| v / m as u64;
+    out.peak_rss_kib = mem.iter().map(|m| m.0).max().unwrap_or(0);
+    out.mean_rss_kib = mean(mem.iter().map(|m| m.0).sum());
+    out.peak_pss_kib = mem.iter().map(|m| m.1).max().unwrap_or(0);
+    out.mean_pss_kib = mean(mem.iter().map(|m| m.1).sum());
+    out.estimated = if others > 0 {
+        1.0 - read as f64 / others as f64
+    } else {
+        0.0
+    };
+    out
 }
 
 /// The processes of the tree under `roots` now, roots first: from the children
@@ -164,7 +178,21 @@ pub fn members(roots: &[i32]) -> Vec<i32> {
     }
 }
 
-/// One pass of the fast thread: count the tree, read what is beyond the roots.
+/// One count of the tree (no memory read): cheap and of about constant cost, so
+/// the counting thread keeps its 20 ms rhythm whatever it finds.
+pub fn count(roots: &[i32]) -> Reading {
+    let members = members(roots);
+    let others = members.iter().filter(|p| !roots.contains(p)).count();
+    Reading {
+        at: Some(Instant::now()),
+        procs: members.len(),
+        others,
+        ..Reading::default()
+    }
+}
+
+/// One pass of the memory thread: the tree, and the memory of what is beyond the
+/// roots.
 pub fn read(roots: &[i32]) -> Reading {
     let members = members(roots);
     let mut r = Reading {
@@ -201,11 +229,12 @@ pub fn read_roots(roots: &[i32]) -> RootsMemory {
     m
 }
 
-/// The two sampling threads; [`Sampler::stop`] ends them and returns what they saw.
+/// The sampling threads; [`Sampler::stop`] ends them and returns what they saw.
 pub struct Sampler {
     stop: Arc<AtomicBool>,
-    fast: JoinHandle<(Vec<Reading>, Duration)>,
-    slow: JoinHandle<(Vec<RootsMemory>, Duration)>,
+    counts: JoinHandle<(Vec<Reading>, Duration)>,
+    memory: JoinHandle<(Vec<Reading>, Duration)>,
+    roots: JoinHandle<(Vec<RootsMemory>, Duration)>,
 }
 
 /// Runs `step` now and every `every` until `stop`, returning its results and the
@@ -245,22 +274,29 @@ impl Sampler {
         slow: Duration,
     ) -> std::io::Result<Sampler> {
         let stop = Arc::new(AtomicBool::new(false));
-        let r = roots.clone();
-        let fast = every("report-sampler", fast, stop.clone(), move || read(&r))?;
-        let slow = every("report-roots", slow, stop.clone(), move || {
+        let (r1, r2) = (roots.clone(), roots.clone());
+        let counts = every("report-count", fast, stop.clone(), move || count(&r1))?;
+        let memory = every("report-memory", fast, stop.clone(), move || read(&r2))?;
+        let roots = every("report-roots", slow, stop.clone(), move || {
             read_roots(&roots)
         })?;
-        Ok(Sampler { stop, fast, slow })
+        Ok(Sampler {
+            stop,
+            counts,
+            memory,
+            roots,
+        })
     }
 
     /// Stops sampling; peaks and means over the readings within `window` (the
     /// load generator's run).
     pub fn stop(self, window: Option<(Instant, Instant)>) -> Memory {
         self.stop.store(true, Ordering::Relaxed);
-        let (readings, cpu_fast) = self.fast.join().unwrap_or_default();
-        let (roots, cpu_slow) = self.slow.join().unwrap_or_default();
-        let mut m = summarize(&readings, &roots, window);
-        m.sampler_cpu = cpu_fast + cpu_slow;
+        let (counts, cpu_counts) = self.counts.join().unwrap_or_default();
+        let (memory, cpu_memory) = self.memory.join().unwrap_or_default();
+        let (roots, cpu_roots) = self.roots.join().unwrap_or_default();
+        let mut m = summarize(&counts, &memory, &roots, window);
+        m.sampler_cpu = cpu_counts + cpu_memory + cpu_roots;
         m
     }
 }
@@ -303,7 +339,7 @@ mod tests {
             reading(ms(150), 2, 2, 200),
             reading(ms(500), 0, 0, 0),
         ];
-        let m = summarize(&readings, &roots, Some((ms(40), ms(200))));
+        let m = summarize(&readings, &readings, &roots, Some((ms(40), ms(200))));
         assert_eq!(m.samples, 2);
         assert_eq!((m.peak_others, m.peak_procs), (4, 5));
         assert!((m.mean_others - 3.0).abs() < 1e-9);
@@ -312,8 +348,12 @@ mod tests {
         assert_eq!(m.mean_pss_kib, 1500);
         assert!((m.estimated - 2.0 / 6.0).abs() < 1e-9);
         // Without a window, every reading counts.
-        assert_eq!(summarize(&readings, &roots, None).samples, 4);
-        assert_eq!(summarize(&[], &roots, None), Memory::default());
+        assert_eq!(summarize(&readings, &readings, &roots, None).samples, 4);
+        assert_eq!(summarize(&[], &[], &roots, None), Memory::default());
+        // Counts and memory come from their own readings.
+        let counts = [reading(ms(60), 7, 0, 0)];
+        let m = summarize(&counts, &readings, &roots, Some((ms(40), ms(200))));
+        assert_eq!((m.samples, m.peak_others, m.peak_pss_kib), (1, 7, 1800));
     }
 
     #[test]
