@@ -19,6 +19,8 @@ use std::fmt;
 /// processes when fewer than 0.2 are expected (20 ms sampling cannot resolve less).
 pub const TOLERANCE: f64 = 0.25;
 const FLOOR: f64 = 0.05;
+/// Counts a run needs before its mean means anything (20 at 20 ms: 0.4 s).
+pub const MIN_COUNTS: u32 = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Little {
@@ -33,6 +35,8 @@ pub enum Little {
     Fixed { expected: f64, mean: f64 },
     /// Nothing to compare with (no counters of scripts from this server).
     Unchecked,
+    /// Too few counts for a mean (a run shorter than half a second).
+    TooShort { counts: u32 },
 }
 
 impl Little {
@@ -76,7 +80,16 @@ impl Little {
                     && peak as f64 >= (1.0 - TOLERANCE) * low,
             ),
             Little::Fixed { expected, mean } => Some((mean - expected).abs() <= slack(expected)),
-            Little::Unchecked => None,
+            Little::Unchecked | Little::TooShort { .. } => None,
+        }
+    }
+
+    /// This check, or [`Little::TooShort`] when `counts` cannot support it.
+    pub fn unless_short(self, counts: u32) -> Little {
+        if counts < MIN_COUNTS && self != Little::Unchecked {
+            Little::TooShort { counts }
+        } else {
+            self
         }
     }
 }
@@ -123,6 +136,9 @@ impl fmt::Display for Little {
                 )
             }
             Little::Unchecked => f.write_str("not checked"),
+            Little::TooShort { counts } => {
+                write!(f, "not checked: {counts} counts, too short a run")
+            }
         }
     }
 }
@@ -181,5 +197,10 @@ mod tests {
             Some(true)
         );
         assert_eq!(Little::Unchecked.holds(), None);
+        // Three counts make no mean.
+        let short = Little::scripts(1000.0, counted, 1.0, 1).unless_short(3);
+        assert_eq!(short.holds(), None);
+        assert_eq!(short.to_string(), "not checked: 3 counts, too short a run");
+        assert_eq!(ok.unless_short(MIN_COUNTS), ok);
     }
 }

@@ -484,6 +484,7 @@ pub fn measure(
             (cpu, little, None)
         }
     };
+    let little = little.unless_short(memory.samples);
     let run = Run {
         rung,
         concurrency: clients,

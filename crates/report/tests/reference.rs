@@ -1,6 +1,7 @@
 //! The reference servers, where installed: each answers the rung's request through
-//! the same load generator, its whole process tree is measured, and nothing of it
-//! is left once it is dropped. Skipped (with a line on stderr) when not installed.
+//! the same load generator for 0.6 s, its whole process tree is measured, and
+//! nothing of it is left once it is dropped. Skipped (with a line on stderr) when
+//! not installed.
 
 use std::time::Duration;
 
@@ -35,13 +36,14 @@ fn each_reference_server_answers_and_is_measured() {
         assert!(body.contains("Hello"), "{}: {body}", rung.label());
 
         let mut target = Target::Reference(reference, rung.model);
+        // Long enough for the process check (20 counts at 20 ms).
         let limits = Limits {
-            requests: 50,
-            duration: Duration::from_secs(20),
+            requests: u64::MAX,
+            duration: Duration::from_millis(600),
         };
         let (run, _) =
             sweep::measure(&mut target, rung, &rung.path(), 2, limits, &mut |_, _| {}).unwrap();
-        assert_eq!((run.ok, run.errors), (50, 0), "{}: {run:?}", rung.label());
+        assert!(run.ok >= 10 && run.errors == 0, "{}: {run:?}", rung.label());
         assert!(
             run.memory.peak_procs >= roots.len(),
             "{}: {run:?}",
