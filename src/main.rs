@@ -69,10 +69,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// `cgi-testbed report ARGS`: replaces this process with `cgi-testbed-report --server
-/// <this binary> ARGS`, so the report measures this very server. The report is a crate of its own so that
-/// the server does not compile the plotting stack; `CGI_TESTBED_REPORT` names another
-/// report binary.
+/// `cgi-testbed report ARGS`: replaces this process with `cgi-testbed-report
+/// --server <this binary> ARGS`, so the report measures this very server. The report
+/// is a crate of its own so that the server does not compile the plotting stack;
+/// `CGI_TESTBED_REPORT` names another report binary.
 fn report(args: Vec<OsString>) -> ExitCode {
     let program = match std::env::var_os("CGI_TESTBED_REPORT") {
         Some(p) => p.into(),
