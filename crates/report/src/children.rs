@@ -17,6 +17,9 @@ use crate::cgroup::Accounting;
 
 /// Process group ids of the groups started and not yet stopped.
 static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+/// Set (under RUNNING's lock) once the report is interrupted: no group may start
+/// after the groups to stop were listed.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// What to remove when interrupted, since the owners are not dropped when the
 /// process exits from the signal thread: (directory, is it a control group).
 static LITTER: Mutex<Vec<(std::path::PathBuf, bool)>> = Mutex::new(Vec::new());
@@ -66,8 +69,14 @@ impl Group {
     pub fn spawn(cmd: &mut Command) -> io::Result<Group> {
         use std::os::unix::process::CommandExt;
         // Registered while the lock is held, so an interrupt arriving meanwhile
-        // either sees the group or happens before it exists.
+        // either sees the group or happens before it exists, and then none starts.
         let mut list = running();
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the report is stopping",
+            ));
+        }
         let child = cmd.process_group(0).spawn()?;
         list.push(child.id() as i32);
         Ok(Group {
@@ -186,7 +195,11 @@ pub fn install() -> io::Result<()> {
 
 /// Stops and reaps every group still running (the leaders are our children).
 fn stop_all(grace: Duration) {
-    let groups: Vec<i32> = running().clone();
+    let groups: Vec<i32> = {
+        let list = running();
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        list.clone()
+    };
     let groups_all = groups.clone();
     for &pgid in &groups {
         // SAFETY: as in stop_group.

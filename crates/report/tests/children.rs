@@ -12,11 +12,17 @@ use std::time::{Duration, Instant};
 
 use cgi_testbed_report::procfs;
 
-fn report(out: &Path, args: &[&str]) -> Child {
+/// Runs the report binary, its scratch directory under `dir/tmp` (TMPDIR), so every
+/// process it starts names that directory on its command line.
+fn report(dir: &Path, args: &[&str]) -> Child {
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = dir.join("out");
     Command::new(env!("CARGO_BIN_EXE_cgi-testbed-report"))
+        .env("TMPDIR", &tmp)
         .args(["--languages", "sh", "--concurrency", "1", "--parents", "0"])
         .arg("--out")
-        .arg(out)
+        .arg(&out)
         .arg("--server")
         .arg(common::server().path)
         .args(args)
@@ -63,6 +69,28 @@ fn watch(
     (seen, None)
 }
 
+/// Processes whose command line names `dir`, wherever they are now (a server the
+/// report started but never saw stopped is reparented, and may not have been seen).
+fn naming(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<i32>().is_ok())
+        })
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            cmd.contains(&needle).then_some(cmd)
+        })
+        .collect()
+}
+
 /// Which of `seen` still exist (the same pid, started at the same time).
 fn left(seen: &Seen) -> Vec<(i32, String)> {
     seen.iter()
@@ -77,12 +105,16 @@ fn left(seen: &Seen) -> Vec<(i32, String)> {
 #[test]
 fn a_finished_report_leaves_no_server_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let mut r = report(&dir.path().join("out"), &["--quick", "--requests", "20"]);
+    let mut r = report(
+        dir.path(),
+        &["--quick", "--requests", "20", "--repeat", "1"],
+    );
     let (seen, status) = watch(&mut r, Duration::from_secs(240), |_| false);
     let status = status.expect("the report did not finish in 4 minutes");
     assert!(status.success(), "{status:?}");
     assert!(!seen.is_empty(), "no server process was seen");
     assert_eq!(left(&seen), [], "processes outlived the report");
+    assert_eq!(naming(&dir.path().join("tmp")), Vec::<String>::new());
     assert!(dir.path().join("out/index.html").is_file());
 }
 
@@ -93,10 +125,7 @@ fn ctrl_c_stops_and_reaps_the_server() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut r = report(
-        &dir.path().join("out"),
-        &["--requests", "100000000", "--duration", "60"],
-    );
+    let mut r = report(dir.path(), &["--requests", "100000000", "--duration", "60"]);
     // Wait for the server, and for it to have a script running or just run.
     let (mut seen, status) = watch(&mut r, Duration::from_secs(60), |s| s.len() >= 2);
     assert!(status.is_none(), "the report ended early: {status:?}");
@@ -108,5 +137,6 @@ fn ctrl_c_stops_and_reaps_the_server() {
     let status = status.expect("the report did not exit within 30 s of SIGINT");
     assert_eq!(status.code(), Some(130), "{status:?}");
     assert_eq!(left(&seen), [], "processes outlived the report");
+    assert_eq!(naming(&dir.path().join("tmp")), Vec::<String>::new());
     assert!(!dir.path().join("out/index.html").exists());
 }
