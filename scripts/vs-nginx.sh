@@ -139,6 +139,7 @@ rate() {
     if grep -qE "Non-2xx|Socket errors" <<<"$out"; then
         echo "error: failed answers from $1:" >&2
         echo "$out" >&2
+        tail -n 20 "$tmp"/ours-*.err >&2
         exit 1
     fi
     awk '/Requests\/sec/ {print int($2)}' <<<"$out"

@@ -14,7 +14,6 @@ use crate::limits::Limits;
 use crate::logger::LogTarget;
 use crate::net::IpNet;
 use crate::paths::Dotfiles;
-use crate::report::ReportArgs;
 use crate::spawn::SpawnMode;
 use crate::try_files::TryFiles;
 
@@ -239,8 +238,14 @@ pub struct Args {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Measure CGI against FastCGI workers on this machine and write an HTML and a
-    /// Markdown report with plots (6–10 minutes; --quick: about one).
-    Report(ReportArgs),
+    /// Markdown report with plots. Runs the `cgi-testbed-report` binary (built first
+    /// when run from the source tree); `report --help` lists its options.
+    #[command(disable_help_flag = true)]
+    Report {
+        /// The report's options, passed on as they are.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn parse_env(s: &str) -> Result<(String, String), String> {

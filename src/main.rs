@@ -1,6 +1,9 @@
-//! The `cgi-testbed` binary: parse the command line, block the stop signals, serve.
+//! The `cgi-testbed` binary: parse the command line, block the stop signals, serve;
+//! or hand `report` over to the `cgi-testbed-report` binary.
 
+use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -11,14 +14,8 @@ use cgi_testbed::cli::{Args, Command};
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
-    if let Some(Command::Report(r)) = args.command.take() {
-        return match cgi_testbed::report::run(&r.into_options()) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("cgi-testbed report: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(Command::Report { args }) = args.command.take() {
+        return report(args);
     }
     let config = match args.into_config() {
         Ok(c) => c,
@@ -70,4 +67,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `cgi-testbed report ARGS`: replaces this process with `cgi-testbed-report
+/// --server <this binary> ARGS`, so the report measures this very server. The report
+/// is a crate of its own so that the server does not compile the plotting stack;
+/// `CGI_TESTBED_REPORT` names another report binary.
+fn report(args: Vec<OsString>) -> ExitCode {
+    let program = match std::env::var_os("CGI_TESTBED_REPORT") {
+        Some(p) => p.into(),
+        None => match cgi_testbed::sibling::find("cgi-testbed-report", "cgi-testbed-report") {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("cgi-testbed report: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let mut cmd = std::process::Command::new(&program);
+    if let Ok(me) = std::env::current_exe() {
+        cmd.arg("--server").arg(me);
+    }
+    let e = cmd.args(args).exec();
+    eprintln!("cgi-testbed report: {}: {e}", program.display());
+    ExitCode::FAILURE
 }

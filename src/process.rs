@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -14,15 +15,49 @@ use tokio::io::unix::AsyncFd;
 
 use crate::sys;
 
-/// Process groups started by one server and not yet reaped.
+/// Process groups started by one server and not yet reaped, and totals over those
+/// reaped (for `/server-status`, which the report reads around each run).
 #[derive(Debug, Default)]
 pub struct Registry {
     live: Mutex<HashSet<i32>>,
+    started: AtomicU64,
+    reaped: AtomicU64,
+    /// User + system CPU of the reaped leaders (with whatever they reaped), µs.
+    reaped_cpu_us: AtomicU64,
+    /// Their lifetimes from the return of the spawn call to reap, summed, µs.
+    reaped_lifetime_us: AtomicU64,
+    /// How long their spawn calls took, summed, µs: each process appeared at some
+    /// point within its call (the fork), so its true lifetime is the above plus up
+    /// to this.
+    reaped_spawn_us: AtomicU64,
+}
+
+/// What [`Registry::totals`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub started: u64,
+    pub running: usize,
+    pub reaped: u64,
+    pub reaped_cpu: Duration,
+    pub reaped_lifetime: Duration,
+    pub reaped_spawn: Duration,
 }
 
 impl Registry {
     pub fn count(&self) -> usize {
         self.live.lock().map_or(0, |l| l.len())
+    }
+
+    pub fn totals(&self) -> Totals {
+        let us = |a: &AtomicU64| Duration::from_micros(a.load(Ordering::Relaxed));
+        Totals {
+            started: self.started.load(Ordering::Relaxed),
+            running: self.count(),
+            reaped: self.reaped.load(Ordering::Relaxed),
+            reaped_cpu: us(&self.reaped_cpu_us),
+            reaped_lifetime: us(&self.reaped_lifetime_us),
+            reaped_spawn: us(&self.reaped_spawn_us),
+        }
     }
 
     /// Sends `sig` to every live group.
@@ -36,6 +71,7 @@ impl Registry {
     }
 
     fn insert(&self, pid: i32) {
+        self.started.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut l) = self.live.lock() {
             l.insert(pid);
         }
@@ -45,6 +81,16 @@ impl Registry {
         if let Ok(mut l) = self.live.lock() {
             l.remove(&pid);
         }
+    }
+
+    fn count_reaped(&self, exit: &ExitInfo, lifetime: Duration, spawn: Duration) {
+        let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.reaped.fetch_add(1, Ordering::Relaxed);
+        self.reaped_cpu_us
+            .fetch_add(us(exit.user + exit.system), Ordering::Relaxed);
+        self.reaped_lifetime_us
+            .fetch_add(us(lifetime), Ordering::Relaxed);
+        self.reaped_spawn_us.fetch_add(us(spawn), Ordering::Relaxed);
     }
 }
 
@@ -96,13 +142,24 @@ pub struct Child {
     watch: ExitWatch,
     registry: Arc<Registry>,
     exit: Option<ExitInfo>,
+    adopted: Instant,
+    /// How long the spawn call took (zero when unknown).
+    spawn: Duration,
 }
 
 impl Child {
     /// Takes ownership of the process group led by `pid` (it must be our child). Inside
     /// an event loop its exit is watched by that loop.
     pub fn adopt(pid: i32, registry: Arc<Registry>) -> Child {
+        Child::adopt_since(pid, registry, Instant::now())
+    }
+
+    /// [`Child::adopt`] for a process whose spawn call began at `spawn_started`: the
+    /// registry's totals then also know the window in which it appeared (its fork
+    /// happened somewhere in the call, and under load the call can take long).
+    pub fn adopt_since(pid: i32, registry: Arc<Registry>, spawn_started: Instant) -> Child {
         registry.insert(pid);
+        let adopted = Instant::now();
         let watch = match sys::pidfd_open(pid) {
             Ok(fd) if tokio::runtime::Handle::try_current().is_ok() => {
                 // SAFETY: an OwnedFd we own stays open and the same until it drops.
@@ -120,6 +177,8 @@ impl Child {
             watch,
             registry,
             exit: None,
+            adopted,
+            spawn: adopted.saturating_duration_since(spawn_started),
         }
     }
 
@@ -194,6 +253,8 @@ impl Child {
         // between the two steps would kill.
         self.registry.remove(self.pid);
         let e = wait4(self.pid);
+        self.registry
+            .count_reaped(&e, self.adopted.elapsed(), self.spawn);
         self.exit = Some(e);
         e
     }
@@ -313,5 +374,33 @@ mod tests {
             "registry emptied only after the reap"
         );
         assert_eq!(reaper.join().unwrap().code, 0);
+    }
+
+    #[test]
+    fn the_registry_totals_what_it_reaped() {
+        let registry = Arc::new(Registry::default());
+        // A child that burns a little CPU, so the rusage is not all zeros. Reaped
+        // by `Child::reap` (wait4), not by std.
+        #[allow(clippy::zombie_processes)]
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"])
+            .spawn()
+            .unwrap();
+        let mut c = Child::adopt(child.id() as i32, registry.clone());
+        let t = registry.totals();
+        assert_eq!((t.started, t.running, t.reaped), (1, 1, 0));
+        assert!(c.wait_exit_blocking(Duration::from_secs(30)));
+        let exit = c.reap();
+        let t = registry.totals();
+        assert_eq!((t.started, t.running, t.reaped), (1, 0, 1));
+        assert_eq!(
+            t.reaped_cpu.as_micros(),
+            (exit.user + exit.system).as_micros()
+        );
+        assert!(t.reaped_cpu > Duration::ZERO && t.reaped_lifetime >= t.reaped_cpu / 2);
+        // Reaping again (or dropping) counts nothing twice.
+        c.reap();
+        drop(c);
+        assert_eq!(registry.totals().reaped, 1);
     }
 }

@@ -68,6 +68,7 @@ impl Shared {
             pools: self.pools.status(),
             workers_alive: self.pools.total(),
             script_groups: self.children.count(),
+            children: self.children.totals(),
             handlers: self.dispatch.routes.handlers.clone(),
         })
     }

@@ -225,6 +225,7 @@ impl Pages {
             pools: self.pools.status(),
             workers_alive: self.pools.total(),
             script_groups: self.children.count(),
+            children: self.children.totals(),
             handlers: self.handlers.clone(),
         };
         let snap = off_loop(move || status::snapshot(sources)).await?;

@@ -27,7 +27,26 @@ pub struct Snapshot {
     pub handlers: Vec<HandlerView>,
     pub pools: Vec<PoolView>,
     pub spawns: Spawns,
+    pub children: Children,
     pub memory: Memory,
+}
+
+/// Every process group the server started (scripts and workers) and reaped, with
+/// the rusage `wait4` gave for each: the report reads these before and after a run.
+#[derive(Debug, Serialize)]
+pub struct Children {
+    pub started: u64,
+    /// Started and not yet reaped: running now, or exited a moment ago.
+    pub running: usize,
+    pub reaped: u64,
+    /// User + system CPU of the reaped processes (including what they reaped).
+    pub reaped_cpu_us: u64,
+    /// Their lifetimes from the return of the spawn call to reap, summed: over a
+    /// run, divided by the number reaped, the mean time a script is known alive.
+    pub reaped_lifetime_us: u64,
+    /// Their spawn calls' durations, summed: each process appeared (forked) within
+    /// its call, so it was alive up to this much longer.
+    pub reaped_spawn_us: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -120,6 +139,8 @@ pub struct Sources {
     pub workers_alive: usize,
     /// Process groups of scripts and workers not yet reaped.
     pub script_groups: usize,
+    /// What the server started and reaped so far.
+    pub children: crate::process::Totals,
     pub handlers: Handlers,
 }
 
@@ -204,6 +225,18 @@ pub fn snapshot(src: Sources) -> Snapshot {
             cgi_per_sec: round2(cgi_last_minute as f64 / window),
             workers_total,
             per_sec_since_start: round2((cgi_total + workers_total) as f64 / secs),
+        },
+        children: {
+            let t = src.children;
+            let us = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+            Children {
+                started: t.started,
+                running: t.running,
+                reaped: t.reaped,
+                reaped_cpu_us: us(t.reaped_cpu),
+                reaped_lifetime_us: us(t.reaped_lifetime),
+                reaped_spawn_us: us(t.reaped_spawn),
+            }
         },
         memory: Memory {
             processes: tree.len(),

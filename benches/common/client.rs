@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cgi_testbed::report::load::Conn;
+use cgi_testbed_load::Conn;
 
 /// One answer: status and body (de-chunked).
 #[derive(Debug)]

@@ -130,7 +130,7 @@ impl Cgi {
         settings.timing.spawn = spawn_started.elapsed();
         let pid = spawned.pid;
         self.stats.set_pid(id, pid);
-        let child = Child::adopt(pid, self.children.clone());
+        let child = Child::adopt_since(pid, self.children.clone(), spawn_started);
         let mut backend = CgiScript {
             stdin: spawned
                 .stdin

@@ -1,12 +1,11 @@
-//! FastCGI, the persistent-worker model: the wire format, the client side of one
-//! request, the worker pool, external backends, and the application side for
-//! dual-mode Rust programs.
+//! FastCGI, the persistent-worker model: the client side of one request, the worker
+//! pool and external backends. The wire format and the application side for
+//! dual-mode Rust programs are the `fastcgi-app` crate (`crates/fastcgi-app`).
 
-pub mod app;
 pub mod client;
 pub mod external;
 pub mod pool;
-pub mod record;
+pub use fastcgi_app::record;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

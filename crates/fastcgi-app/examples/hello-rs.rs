@@ -1,16 +1,16 @@
-#[path = "../src/fastcgi/record.rs"]
-mod record;
-
-#[path = "../src/fastcgi/app.rs"]
-mod app;
-
-// A dual-mode example: run it as a CGI script, or give it a listening socket
-// on fd 0 and it serves FastCGI requests until killed. The pid and the request
-// count make worker reuse visible from outside; the rest of the body is the
-// same in both modes so the two can be compared.
+//! A dual-mode example: run it as a CGI script, or give it a listening socket
+//! on fd 0 and it serves FastCGI requests until killed. The pid and the request
+//! count make worker reuse visible from outside; the rest of the body is the
+//! same in both modes so the two can be compared.
+//!
+//! The server's `build.rs` compiles it into `cgi-bin/hello-rs`, statically linked
+//! (against musl when that target is installed), so that it starts like a compiled
+//! program: see the README's "A compiled CGI program that starts fast".
 
 use std::io;
 use std::process::ExitCode;
+
+use fastcgi_app as app;
 
 fn main() -> io::Result<ExitCode> {
     let pid = std::process::id();

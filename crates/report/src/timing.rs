@@ -6,10 +6,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::ladder::{Model, Rung, Site};
-use super::load;
-use super::sweep::server_config;
-use crate::Server;
+use cgi_testbed_load as load;
+
+use crate::ladder::{Model, Rung, Site};
+use crate::ours::{self, Ours, Program};
 
 /// Requests per rung; the medians are reported.
 const SAMPLES: usize = 9;
@@ -56,16 +56,24 @@ pub fn parse(value: &str) -> Vec<(String, f64)> {
 }
 
 /// Measures each rung (CGI and FastCGI ones; others are skipped) on one server.
-pub fn measure(rungs: &[Rung], site: &Site, workers: usize) -> Result<Vec<Breakdown>, String> {
-    let (config, _errors) = server_config(site, workers, 1);
-    let running = Server::bind(config)
-        .and_then(Server::start)
-        .map_err(|e| format!("cannot start the server: {e}"))?;
-    Ok(rungs
+pub fn measure(
+    rungs: &[Rung],
+    site: &Site,
+    server: &Program,
+    workers: usize,
+) -> Result<Vec<Breakdown>, String> {
+    let flags = ours::Flags {
+        workers,
+        clients: 1,
+    };
+    let ours = Ours::start(server, site, &flags, &site.logs.join("server-timing.log"))?;
+    let found = rungs
         .iter()
         .filter(|r| matches!(r.model, Model::Cgi | Model::FastCgi))
-        .filter_map(|&r| one(running.addr, r))
-        .collect())
+        .filter_map(|&r| one(ours.addr, r))
+        .collect();
+    ours.stop();
+    Ok(found)
 }
 
 fn one(addr: SocketAddr, rung: Rung) -> Option<Breakdown> {

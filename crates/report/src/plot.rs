@@ -1,28 +1,51 @@
 //! Line charts of a measure against concurrency, one line per rung, as SVG text
 //! (plotters' SVG backend): colour by language, marker and dash by model, a log
-//! y axis since the rungs differ by orders of magnitude, and the legend in its own
-//! column so it never hides a line.
+//! y axis since the rungs differ by orders of magnitude, the range over the repeats
+//! as an error bar at each point, and the legend in its own column so it never
+//! hides a line.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::ladder::{Language, Model, Rung};
+use crate::ladder::{Language, Model, Rung};
 
 const WIDTH: u32 = 900;
 const HEIGHT: u32 = 480;
 const LEGEND_WIDTH: u32 = 190;
 
-/// One line: a rung's (concurrency, value) points.
+/// One point: the median over the repeats and their range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub clients: usize,
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Point {
+    /// A point without spread.
+    pub fn at(clients: usize, value: f64) -> Point {
+        Point {
+            clients,
+            value,
+            low: value,
+            high: value,
+        }
+    }
+}
+
+/// One line: a rung's points.
 #[derive(Debug, Clone)]
 pub struct Series {
     pub rung: Rung,
-    pub points: Vec<(usize, f64)>,
+    pub points: Vec<Point>,
 }
 
 fn colour(rung: Rung) -> RGBColor {
     match rung.language {
         Some(Language::Rust) => RGBColor(206, 92, 0),
+        Some(Language::C) => RGBColor(23, 150, 170),
         Some(Language::Sh) => RGBColor(110, 110, 110),
         Some(Language::Perl) => RGBColor(31, 119, 180),
         Some(Language::Python) => RGBColor(44, 160, 44),
@@ -60,12 +83,42 @@ macro_rules! with_marker {
                 let $m = |p| EmptyElement::at(p) + Rectangle::new([(-4, -4), (4, 4)], filled);
                 $draw
             }
+            // The reference servers: open markers on dotted lines.
+            Model::Lighttpd => {
+                let $m = |p| EmptyElement::at(p) + Circle::new((0, 0), 5, open);
+                $draw
+            }
+            Model::NginxFcgiwrap => {
+                let $m = |p| EmptyElement::at(p) + Circle::new((0, 0), 3, open);
+                $draw
+            }
+            Model::NginxFastCgi => {
+                let $m = |p| EmptyElement::at(p) + TriangleMarker::new((0, 0), 6, open);
+                $draw
+            }
+            Model::NginxStatic => {
+                let $m = |p| EmptyElement::at(p) + Rectangle::new([(-4, -4), (4, 4)], open);
+                $draw
+            }
         }
     }};
 }
 
-fn dashed(model: Model) -> bool {
-    matches!(model, Model::Gunicorn | Model::Uvicorn | Model::Static)
+/// How a rung's line is drawn: solid (our server), dashed (the Python servers and
+/// our static file), dotted (the reference servers).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dash {
+    Solid,
+    Dashed,
+    Dotted,
+}
+
+fn dash(model: Model) -> Dash {
+    match model {
+        Model::Cgi | Model::FastCgi => Dash::Solid,
+        Model::Gunicorn | Model::Uvicorn | Model::Static => Dash::Dashed,
+        _ => Dash::Dotted,
+    }
 }
 
 /// 1.5k, 20, 0.35.
@@ -141,7 +194,7 @@ fn draw(
     let (plot, legend) = root.split_horizontally(WIDTH - LEGEND_WIDTH);
     let values: Vec<f64> = series
         .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .flat_map(|s| s.points.iter().flat_map(|p| [p.value, p.low, p.high]))
         .filter(|v| *v > 0.0 && v.is_finite())
         .collect();
     let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
@@ -200,21 +253,46 @@ fn draw(
             .map_err(err)?;
     }
     for s in series {
-        let pts: Vec<(f64, f64)> = s
+        let shown: Vec<(f64, &Point)> = s
             .points
             .iter()
-            .filter(|p| p.1 > 0.0 && p.1.is_finite())
-            .filter_map(|&(c, v)| Some((index(c)?, v)))
+            .filter(|p| p.value > 0.0 && p.value.is_finite())
+            .filter_map(|p| Some((index(p.clients)?, p)))
             .collect();
+        let pts: Vec<(f64, f64)> = shown.iter().map(|(x, p)| (*x, p.value)).collect();
         let style = ShapeStyle::from(&colour(s.rung)).stroke_width(2);
-        if dashed(s.rung.model) {
+        // The range over the repeats: a bar with short caps, where there is one.
+        let bar = ShapeStyle::from(&colour(s.rung)).stroke_width(2);
+        for (x, p) in &shown {
+            if !(p.low > 0.0 && p.high > p.low) {
+                continue;
+            }
+            let (lo, hi) = (p.low, p.high);
             chart
-                .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))
+                .draw_series(
+                    [
+                        vec![(*x, lo), (*x, hi)],
+                        vec![(x - 0.04, lo), (x + 0.04, lo)],
+                        vec![(x - 0.04, hi), (x + 0.04, hi)],
+                    ]
+                    .into_iter()
+                    .map(|line| PathElement::new(line, bar)),
+                )
                 .map_err(err)?;
-        } else {
-            chart
+        }
+        match dash(s.rung.model) {
+            Dash::Solid => chart
                 .draw_series(LineSeries::new(pts.clone(), style))
-                .map_err(err)?;
+                .map(|_| ())
+                .map_err(err)?,
+            Dash::Dashed => chart
+                .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))
+                .map(|_| ())
+                .map_err(err)?,
+            Dash::Dotted => chart
+                .draw_series(DashedLineSeries::new(pts.clone(), 2, 4, style))
+                .map(|_| ())
+                .map_err(err)?,
         }
         with_marker!(s.rung, |m| chart
             .draw_series(pts.iter().map(|&p| m(p)))
@@ -231,8 +309,15 @@ fn draw_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, series: &[Series]) -> 
     for (i, s) in series.iter().enumerate() {
         let y = top + 22 * i as i32;
         let style = ShapeStyle::from(&colour(s.rung)).stroke_width(2);
-        area.draw(&PathElement::new(vec![(4, y), (36, y)], style))
-            .map_err(err)?;
+        let segments: &[(i32, i32)] = match dash(s.rung.model) {
+            Dash::Solid => &[(4, 36)],
+            Dash::Dashed => &[(4, 13), (17, 26), (30, 36)],
+            Dash::Dotted => &[(4, 6), (10, 12), (16, 18), (22, 24), (28, 30), (34, 36)],
+        };
+        for &(x0, x1) in segments {
+            area.draw(&PathElement::new(vec![(x0, y), (x1, y)], style))
+                .map_err(err)?;
+        }
         with_marker!(s.rung, |m| area.draw(&m((20, y))).map_err(err))?;
         area.draw(&Text::new(
             s.rung.label(),
@@ -273,7 +358,16 @@ mod tests {
     fn draws_an_svg_with_every_label() {
         let s = |model, l| Series {
             rung: Rung::new(model, l),
-            points: vec![(1, 10.0), (2, 18.0), (4, 19.0)],
+            points: vec![
+                Point::at(1, 10.0),
+                Point {
+                    clients: 2,
+                    value: 18.0,
+                    low: 15.0,
+                    high: 21.0,
+                },
+                Point::at(4, 19.0),
+            ],
         };
         let svg = chart(
             "Throughput",

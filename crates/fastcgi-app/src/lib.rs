@@ -4,9 +4,11 @@
 //!
 //! Deliberately small and blocking: one connection at a time, one request at
 //! a time (GET_VALUES says so), and the request body is read completely before
-//! the handler runs. It uses std only, because the example programs compile it
-//! with a bare `rustc` outside Cargo; that is also why the codec is reached as
-//! `super::record` rather than through `crate::`.
+//! the handler runs. It uses std only and depends on nothing, the cgi-testbed
+//! server included, so a program built on it starts like any compiled program
+//! (see `examples/hello-rs.rs`); the server uses its wire format, [`record`].
+
+pub mod record;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -18,7 +20,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::ExitCode;
 
-use super::record::{self, BeginRequest, RecordType};
+use record::{BeginRequest, RecordType};
 
 /// FCGI_LISTENSOCK_FILENO: where the server puts the listening socket.
 const LISTENSOCK_FILENO: RawFd = 0;
@@ -101,15 +103,14 @@ where
     let params: Vec<_> = std::env::vars_os()
         .map(|(n, v)| (n.into_vec(), v.into_vec()))
         .collect();
-    let content_length = std::env::var_os("CONTENT_LENGTH").and_then(parse_length);
     let mut stdin = Vec::new();
-    let mut input = io::stdin().lock();
-    match content_length {
-        // RFC 3875 §4.2: the script must not read beyond CONTENT_LENGTH, and the
-        // server need not send EOF after the body.
-        Some(n) => input.take(n).read_to_end(&mut stdin)?,
-        None => input.read_to_end(&mut stdin)?,
-    };
+    // RFC 3875 §4.1.2: the server sets CONTENT_LENGTH if and only if a body
+    // comes, so without it there is nothing to read (and a server that leaves
+    // stdin open would otherwise keep us waiting). §4.2: never read beyond it,
+    // since the server need not send EOF after the body.
+    if let Some(n) = std::env::var_os("CONTENT_LENGTH").and_then(parse_length) {
+        io::stdin().lock().take(n).read_to_end(&mut stdin)?;
+    }
     let request = Request {
         params,
         stdin,

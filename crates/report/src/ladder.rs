@@ -7,20 +7,23 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::gateway::env::DEFAULT_PATH;
+use cgi_testbed::gateway::env::DEFAULT_PATH;
 
 /// The bundled hello programs, one per language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
 pub enum Language {
     Rust,
+    /// `cgi-src/hello.c`, compiled statically when the report starts (CGI only).
+    C,
     Sh,
     Perl,
     Python,
     Php,
 }
 
-pub const ALL_LANGUAGES: [Language; 5] = [
+pub const ALL_LANGUAGES: [Language; 6] = [
     Language::Rust,
+    Language::C,
     Language::Sh,
     Language::Perl,
     Language::Python,
@@ -31,6 +34,7 @@ impl Language {
     pub fn name(self) -> &'static str {
         match self {
             Language::Rust => "rust",
+            Language::C => "c",
             Language::Sh => "sh",
             Language::Perl => "perl",
             Language::Python => "python",
@@ -42,6 +46,7 @@ impl Language {
     pub fn script(self) -> &'static str {
         match self {
             Language::Rust => "hello-rs",
+            Language::C => "hello-c",
             Language::Sh => "hello",
             Language::Perl => "hello.fcgi.pl",
             Language::Python => "greetings.py",
@@ -63,6 +68,14 @@ pub enum Model {
     Uvicorn,
     /// A small file served by our server itself: the ceiling.
     Static,
+    /// Reference: lighttpd's mod_cgi running the same program as CGI.
+    Lighttpd,
+    /// Reference: nginx in front of fcgiwrap, which runs the program as CGI.
+    NginxFcgiwrap,
+    /// Reference: nginx in front of a pool of the same FastCGI program.
+    NginxFastCgi,
+    /// Reference: nginx serving the static file.
+    NginxStatic,
 }
 
 impl Model {
@@ -73,7 +86,24 @@ impl Model {
             Model::Gunicorn => "gunicorn",
             Model::Uvicorn => "uvicorn",
             Model::Static => "static",
+            Model::Lighttpd => "CGI · lighttpd",
+            Model::NginxFcgiwrap => "CGI · nginx+fcgiwrap",
+            Model::NginxFastCgi => "FastCGI · nginx",
+            Model::NginxStatic => "static · nginx",
         }
+    }
+
+    /// A production server measured beside ours, drawn as a reference line.
+    pub fn is_reference(self) -> bool {
+        matches!(
+            self,
+            Model::Lighttpd | Model::NginxFcgiwrap | Model::NginxFastCgi | Model::NginxStatic
+        )
+    }
+
+    /// A process per request (ours or a reference's).
+    pub fn is_cgi(self) -> bool {
+        matches!(self, Model::Cgi | Model::Lighttpd | Model::NginxFcgiwrap)
     }
 }
 
@@ -95,10 +125,32 @@ impl Rung {
         }
     }
 
+    /// The static file served by `model` (ours or nginx).
+    pub fn file(model: Model) -> Rung {
+        Rung {
+            model,
+            language: None,
+        }
+    }
+
+    /// A file-name-friendly label: `sh-cgi`, `static-file-nginx`.
+    pub fn slug(&self) -> String {
+        let mut slug = String::new();
+        for c in self.label().to_lowercase().chars() {
+            if c.is_ascii_alphanumeric() {
+                slug.push(c);
+            } else if !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        slug
+    }
+
     pub fn label(&self) -> String {
-        match self.language {
-            Some(l) => format!("{} {}", l.name(), self.model.name()),
-            None => "static file".into(),
+        match (self.language, self.model) {
+            (Some(l), m) => format!("{} {}", l.name(), m.name()),
+            (None, Model::NginxStatic) => "static file · nginx".into(),
+            (None, _) => "static file".into(),
         }
     }
 
@@ -106,12 +158,45 @@ impl Rung {
     pub fn path(&self) -> String {
         let script = self.language.map_or("", Language::script);
         match self.model {
-            Model::Cgi => format!("/cgi-bin/{script}"),
-            Model::FastCgi => format!("/fcgi-bin/{script}"),
+            Model::Cgi | Model::Lighttpd | Model::NginxFcgiwrap => format!("/cgi-bin/{script}"),
+            Model::FastCgi | Model::NginxFastCgi => format!("/fcgi-bin/{script}"),
             Model::Gunicorn | Model::Uvicorn => "/".into(),
-            Model::Static => format!("/{STATIC_FILE}"),
+            Model::Static | Model::NginxStatic => format!("/{STATIC_FILE}"),
         }
     }
+}
+
+/// Which program the reference servers run as CGI, and which as FastCGI workers:
+/// the first measured of these (the cheapest to start first, so the servers' own
+/// cost shows most).
+const REFERENCE_CGI: [Language; 6] = [
+    Language::Rust,
+    Language::C,
+    Language::Sh,
+    Language::Perl,
+    Language::Python,
+    Language::Php,
+];
+const REFERENCE_FASTCGI: [Language; 4] = [
+    Language::Rust,
+    Language::Perl,
+    Language::Python,
+    Language::Php,
+];
+
+/// The reference rungs for `languages`: lighttpd and nginx+fcgiwrap running a CGI
+/// program, nginx in front of a FastCGI pool, nginx serving the static file.
+pub fn references(languages: &[Language]) -> Vec<Rung> {
+    let mut rungs = Vec::new();
+    if let Some(&l) = REFERENCE_CGI.iter().find(|l| languages.contains(l)) {
+        rungs.push(Rung::new(Model::Lighttpd, l));
+        rungs.push(Rung::new(Model::NginxFcgiwrap, l));
+    }
+    if let Some(&l) = REFERENCE_FASTCGI.iter().find(|l| languages.contains(l)) {
+        rungs.push(Rung::new(Model::NginxFastCgi, l));
+    }
+    rungs.push(Rung::file(Model::NginxStatic));
+    rungs
 }
 
 /// Every rung for `languages`, in order, with the static file last.
@@ -119,8 +204,9 @@ pub fn ladder(languages: &[Language]) -> Vec<Rung> {
     let mut rungs = Vec::new();
     for &l in languages {
         rungs.push(Rung::new(Model::Cgi, l));
-        // A shell script cannot speak FastCGI, so sh is the CGI-only rung.
-        if l != Language::Sh {
+        // A shell script cannot speak FastCGI, nor can the plain C hello: those
+        // are CGI-only rungs.
+        if l != Language::Sh && l != Language::C {
             rungs.push(Rung::new(Model::FastCgi, l));
         }
         if l == Language::Python {
@@ -128,10 +214,7 @@ pub fn ladder(languages: &[Language]) -> Vec<Rung> {
             rungs.push(Rung::new(Model::Uvicorn, l));
         }
     }
-    rungs.push(Rung {
-        model: Model::Static,
-        language: None,
-    });
+    rungs.push(Rung::file(Model::Static));
     rungs
 }
 
@@ -147,6 +230,12 @@ pub struct Peers {
     pub perl_fcgi: bool,
     /// The compiled Rust example (built by build.rs into cgi-bin/).
     pub hello_rs: Option<PathBuf>,
+    /// A C compiler, for the static C hello.
+    pub cc: Option<PathBuf>,
+    /// The reference servers.
+    pub lighttpd: Option<PathBuf>,
+    pub nginx: Option<PathBuf>,
+    pub fcgiwrap: Option<PathBuf>,
 }
 
 /// Where `php-cgi` must be: hello.php's `#!` line names it.
@@ -172,19 +261,42 @@ impl Peers {
             php_cgi: Path::new(PHP_CGI).is_file(),
             perl_fcgi: succeeds(Command::new(PERL).args(["-MFCGI", "-e1"])),
             hello_rs: find_hello_rs(),
+            cc: find_program("cc"),
+            lighttpd: find_program("lighttpd"),
+            nginx: find_program("nginx"),
+            fcgiwrap: find_program("fcgiwrap"),
         }
     }
 
     /// Why `rung` cannot run here, if it cannot.
     pub fn missing(&self, rung: Rung) -> Option<String> {
+        let need = |ok: bool, what: &str| (!ok).then(|| format!("{what} is not installed"));
+        let server = match rung.model {
+            Model::Lighttpd => need(self.lighttpd.is_some(), "lighttpd (Debian: lighttpd)"),
+            Model::NginxFcgiwrap => need(self.nginx.is_some(), "nginx (Debian: nginx)")
+                .or_else(|| need(self.fcgiwrap.is_some(), "fcgiwrap (Debian: fcgiwrap)")),
+            Model::NginxFastCgi | Model::NginxStatic => {
+                need(self.nginx.is_some(), "nginx (Debian: nginx)")
+            }
+            _ => None,
+        };
+        if server.is_some() {
+            return server;
+        }
         // The static file needs nothing but the server.
         let language = rung.language?;
-        let need = |ok: bool, what: &str| (!ok).then(|| format!("{what} is not installed"));
-        match (language, rung.model) {
+        // A reference runs the program as our CGI or FastCGI rung would.
+        let model = match rung.model {
+            Model::Lighttpd | Model::NginxFcgiwrap => Model::Cgi,
+            Model::NginxFastCgi => Model::FastCgi,
+            m => m,
+        };
+        match (language, model) {
             (Language::Rust, _) => self.hello_rs.is_none().then(|| {
                 "cgi-bin/hello-rs is not built (run `cargo build` in the source tree)".into()
             }),
             (Language::Sh, _) => None,
+            (Language::C, _) => need(self.cc.is_some(), "a C compiler (cc)"),
             (Language::Perl, _) => {
                 need(self.perl_fcgi, "Perl's FCGI module (Debian: libfcgi-perl)")
             }
@@ -204,11 +316,20 @@ impl Peers {
                         self.uvicorn,
                         &format!("uvicorn for {py} ({py} -m pip install uvicorn)"),
                     ),
-                    Model::Cgi | Model::Static => None,
+                    _ => None,
                 }
             }
         }
     }
+}
+
+/// `name` on PATH or in the sbin directories (where Debian puts servers).
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
 }
 
 fn succeeds(cmd: &mut Command) -> bool {
@@ -224,7 +345,7 @@ fn succeeds(cmd: &mut Command) -> bool {
 fn find_hello_rs() -> Option<PathBuf> {
     [
         PathBuf::from("cgi-bin/hello-rs"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("cgi-bin/hello-rs"),
+        Path::new(crate::SOURCE_TREE).join("cgi-bin/hello-rs"),
     ]
     .into_iter()
     .find(|p| p.is_file())
@@ -232,17 +353,20 @@ fn find_hello_rs() -> Option<PathBuf> {
 
 /// The scripts, embedded so the report runs from any directory.
 const SCRIPTS: [(&str, &str); 4] = [
-    ("hello", include_str!("../../cgi-bin/hello")),
-    ("hello.fcgi.pl", include_str!("../../cgi-bin/hello.fcgi.pl")),
-    ("hello.php", include_str!("../../cgi-bin/hello.php")),
+    ("hello", include_str!("../../../cgi-bin/hello")),
+    (
+        "hello.fcgi.pl",
+        include_str!("../../../cgi-bin/hello.fcgi.pl"),
+    ),
+    ("hello.php", include_str!("../../../cgi-bin/hello.php")),
     (
         "greetings.py",
-        include_str!("../../report-apps/greetings.py"),
+        include_str!("../../../report-apps/greetings.py"),
     ),
 ];
 const ASGI_APP: (&str, &str) = (
     "greetings_asgi.py",
-    include_str!("../../report-apps/greetings_asgi.py"),
+    include_str!("../../../report-apps/greetings_asgi.py"),
 );
 
 /// The directories a sweep serves from.
@@ -254,6 +378,8 @@ pub struct Site {
     pub public: PathBuf,
     /// The WSGI and ASGI apps for gunicorn and uvicorn.
     pub apps: PathBuf,
+    /// The servers' logs.
+    pub logs: PathBuf,
 }
 
 /// Writes every script and the static file under `dir`.
@@ -262,8 +388,9 @@ pub fn prepare(dir: &Path, peers: &Peers) -> io::Result<Site> {
         cgi_dir: dir.join("cgi-bin"),
         public: dir.join("public"),
         apps: dir.join("apps"),
+        logs: dir.join("logs"),
     };
-    for d in [&site.cgi_dir, &site.public, &site.apps] {
+    for d in [&site.cgi_dir, &site.public, &site.apps, &site.logs] {
         fs::create_dir_all(d)?;
     }
     for (name, text) in SCRIPTS {
@@ -272,11 +399,38 @@ pub fn prepare(dir: &Path, peers: &Peers) -> io::Result<Site> {
     if let Some(bin) = &peers.hello_rs {
         write_executable(&site.cgi_dir.join("hello-rs"), &fs::read(bin)?)?;
     }
+    if let Some(cc) = &peers.cc {
+        // A compiler that cannot build it must not stop the report: the c rung
+        // then fails on its own, its GET answering 404.
+        let _ = compile_c(cc, &site.cgi_dir);
+    }
     for (name, text) in [SCRIPTS[3], ASGI_APP] {
         fs::write(site.apps.join(name), text)?;
     }
     fs::write(site.public.join(STATIC_FILE), "Hello, world!\n")?;
     Ok(site)
+}
+
+const HELLO_C: &str = include_str!("../../../cgi-src/hello.c");
+
+/// Compiles the C hello into `dir/hello-c`: statically if the C library allows
+/// it (libc.a), else dynamically.
+fn compile_c(cc: &Path, dir: &Path) -> io::Result<()> {
+    let src = dir.join(".hello.c");
+    fs::write(&src, HELLO_C)?;
+    let out = dir.join(Language::C.script());
+    let built =
+        |flags: &[&str]| succeeds(Command::new(cc).args(flags).arg("-o").arg(&out).arg(&src));
+    let ok = built(&["-O2", "-static"]) || built(&["-O2"]);
+    fs::remove_file(&src)?;
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "{} could not compile hello.c",
+            cc.display()
+        )))
+    }
 }
 
 fn write_executable(path: &Path, bytes: &[u8]) -> io::Result<()> {

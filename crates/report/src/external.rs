@@ -4,22 +4,23 @@
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::ladder::Model;
-use super::load;
+use crate::cgroup::Accounting;
+use crate::children::Group;
+use crate::ladder::Model;
+use cgi_testbed_load as load;
 
 /// How long a server may take to answer its first request.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Between SIGTERM and SIGKILL when stopping.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 pub struct External {
-    child: Child,
+    group: Group,
     pub addr: SocketAddr,
+    /// Its control group (dropped after it), where one could be made.
+    acct: Option<Accounting>,
 }
 
 impl External {
@@ -79,67 +80,62 @@ impl External {
             _ => return Err(format!("{} is not an external server", model.name())),
         };
         let stderr = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let child = Command::new(python)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
-        let mut server = External { child, addr };
-        server.wait_ready(model, log)?;
+        let acct = Accounting::new();
+        let group = Group::spawn_in(
+            Command::new(python)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(stderr),
+            acct.as_ref(),
+        )
+        .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
+        let mut server = External { group, addr, acct };
+        wait_ready(&mut server.group, addr, "/", model.name(), log)?;
         Ok(server)
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+        self.group.pid()
     }
 
-    fn wait_ready(&mut self, model: Model, log: &Path) -> Result<(), String> {
-        let until = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Ok(a) = load::get(self.addr, "/")
-                && a.status == 200
-            {
-                return Ok(());
-            }
-            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
-            if exited || Instant::now() >= until {
-                let text = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(3).collect();
-                let why = if exited { "exited" } else { "did not answer" };
-                return Err(format!(
-                    "{} {why}: {}",
-                    model.name(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    /// The CPU all its processes used so far, from its control group.
+    pub fn cgroup_usage(&self) -> Option<Duration> {
+        self.acct.as_ref()?.usage()
     }
 }
 
-impl Drop for External {
-    fn drop(&mut self) {
-        let pgid = self.pid();
-        // SAFETY: plain kill(2) on the group we started (the leader is unreaped).
-        unsafe { libc::kill(-pgid, libc::SIGTERM) };
-        let until = Instant::now() + STOP_GRACE;
-        while Instant::now() < until {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+/// Waits until the server at `addr` answers `path` with 200, or says why it did not.
+pub fn wait_ready(
+    group: &mut Group,
+    addr: SocketAddr,
+    path: &str,
+    name: &str,
+    log: &Path,
+) -> Result<(), String> {
+    let until = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(a) = load::get(addr, path)
+            && a.status == 200
+        {
+            return Ok(());
         }
-        // Workers left behind by a master that died first go with the group.
-        // SAFETY: as above; a group with no members left just gives ESRCH.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let _ = self.child.wait();
+        let exited = group.exited();
+        if exited || Instant::now() >= until {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(3).collect();
+            let why = if exited { "exited" } else { "did not answer" };
+            return Err(format!(
+                "{name} {why}: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
+/// A loopback port free now.
+pub fn free_port() -> std::io::Result<u16> {
     // The port is free once this listener is dropped; another process could take it
     // before the server binds it, which start() then reports.
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

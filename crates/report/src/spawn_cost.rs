@@ -1,14 +1,14 @@
 //! What starting one process costs, and how it grows with the parent: a trivial
 //! program is started with posix_spawn and with fork+exec (the server's own
-//! [`crate::spawn`]) while this process holds 0, 256 or 1024 MiB of touched
+//! [`cgi_testbed::spawn`]) while this process holds 0, 256 or 1024 MiB of touched
 //! memory. fork copies the parent's page tables, so its cost grows with the parent;
 //! posix_spawn (vfork-style in glibc) does not.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::gateway::env::{DEFAULT_PATH, MetaVars};
-use crate::spawn::{self, Command, Input, SpawnMode};
+use cgi_testbed::gateway::env::{DEFAULT_PATH, MetaVars};
+use cgi_testbed::spawn::{self, Command, Input, SpawnMode};
 
 /// One mode at one parent size.
 #[derive(Debug, Clone)]
@@ -106,7 +106,7 @@ fn touched(bytes: usize) -> Vec<u8> {
 }
 
 fn own_rss_kib() -> u64 {
-    crate::proctree::tree(std::process::id() as i32)
+    cgi_testbed::proctree::tree(std::process::id() as i32)
         .first()
         .map_or(0, |p| p.rss_kib)
 }

@@ -3,8 +3,10 @@
 //! soon as the previous answer is complete. A run ends at a request count or a time
 //! limit, whichever comes first; every answer's latency is kept for percentiles.
 //!
-//! It is plain blocking std code so that a bench or a test can call [`run`] and get
-//! numbers without any setup.
+//! It is plain blocking std code (and httparse) so that a bench or a test can call
+//! [`run`] and get numbers without any setup. A crate of its own because both the
+//! report and the server's benches use it, and the server must not depend on the
+//! report.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

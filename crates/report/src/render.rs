@@ -6,14 +6,15 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
 
-use super::Report;
-use super::claims::{Claim, Verdict, times};
-use super::ladder::{Model, Rung};
-use super::plot::{self, Series};
-use super::spawn_cost::Cell;
-use super::sweep::{Run, mib, ms};
-use crate::html::escape;
-use crate::spawn::SpawnMode;
+use crate::Report;
+use crate::claims::{Claim, Verdict, times};
+use crate::ladder::{Language, Model, Rung};
+use crate::plot::{self, Point, Series};
+use crate::spawn_cost::Cell;
+use crate::spread::Spread;
+use crate::sweep::{CpuSource, Run, mib, ms};
+use cgi_testbed::html::escape;
+use cgi_testbed::spawn::SpawnMode;
 
 /// A table: header, rows, and which columns are numbers (right-aligned).
 #[derive(Debug, Clone, Default)]
@@ -63,11 +64,13 @@ fn measured_rungs(report: &Report) -> Vec<Rung> {
     rungs
 }
 
-fn find(report: &Report, rung: Rung, clients: usize) -> Option<&Run> {
+/// The runs of one cell (every repeat).
+fn cell(report: &Report, rung: Rung, clients: usize) -> Vec<&Run> {
     report
         .runs
         .iter()
-        .find(|r| r.rung == rung && r.concurrency == clients)
+        .filter(|r| r.rung == rung && r.concurrency == clients)
+        .collect()
 }
 
 /// 1234 req/s → "1234", 45.67 → "45.7".
@@ -92,8 +95,22 @@ fn millis(v: f64) -> String {
     }
 }
 
-/// A rung × concurrency table of `cell`.
-fn pivot(report: &Report, first: &str, cell: impl Fn(&Run) -> String) -> Table {
+/// What a pivot table marks: runs whose process count failed the check.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Marks {
+    None,
+    Untrusted,
+}
+
+/// A rung × concurrency table of `value`: the median over the repeats and, with
+/// more than one, the range; ✗ on cells with a run that failed the process check.
+fn pivot(
+    report: &Report,
+    first: &str,
+    value: impl Fn(&Run) -> f64,
+    fmt: impl Fn(f64) -> String,
+    marks: Marks,
+) -> Table {
     let clients = &report.settings.concurrency;
     let mut header = vec![first.to_owned()];
     header.extend(clients.iter().map(|c| c.to_string()));
@@ -101,11 +118,14 @@ fn pivot(report: &Report, first: &str, cell: impl Fn(&Run) -> String) -> Table {
         .into_iter()
         .map(|rung| {
             let mut row = vec![rung.label()];
-            row.extend(
-                clients
-                    .iter()
-                    .map(|&c| find(report, rung, c).map_or_else(|| "–".into(), &cell)),
-            );
+            row.extend(clients.iter().map(|&c| {
+                let runs = cell(report, rung, c);
+                let Some(spread) = Spread::of(runs.iter().map(|r| value(r))) else {
+                    return "–".into();
+                };
+                let bad = marks == Marks::Untrusted && runs.iter().any(|r| !r.trusted());
+                format!("{}{}", spread.show(&fmt), if bad { " ✗" } else { "" })
+            }));
             row
         })
         .collect();
@@ -118,16 +138,25 @@ fn pivot(report: &Report, first: &str, cell: impl Fn(&Run) -> String) -> Table {
     }
 }
 
+/// One line per rung: the median of each cell, with its range as an error bar.
 fn series(report: &Report, value: impl Fn(&Run) -> f64) -> Vec<Series> {
     measured_rungs(report)
         .into_iter()
         .map(|rung| Series {
             rung,
             points: report
-                .runs
+                .settings
+                .concurrency
                 .iter()
-                .filter(|r| r.rung == rung)
-                .map(|r| (r.concurrency, value(r)))
+                .filter_map(|&c| {
+                    let spread = Spread::of(cell(report, rung, c).iter().map(|r| value(r)))?;
+                    Some(Point {
+                        clients: c,
+                        value: spread.median,
+                        low: spread.min,
+                        high: spread.max,
+                    })
+                })
                 .collect(),
         })
         .collect()
@@ -171,10 +200,27 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
                 ),
             ],
             vec!["Server build".into(), m.build.into()],
+            vec![
+                "One CPUID instruction".into(),
+                report.cpuid_us.map_or_else(
+                    || "not measured (not x86-64)".into(),
+                    |us| {
+                        format!(
+                            "{us:.2} µs{}",
+                            if us > 1.0 {
+                                " (it traps to a hypervisor: see \"Starting each program\")"
+                            } else {
+                                ""
+                            }
+                        )
+                    },
+                ),
+            ],
         ],
     }));
     b.push(Block::Para(format!(
-        "The load generator and the server share these {} cores, and the load average shows what else ran meanwhile: the numbers are this machine's at that time, not a benchmark of the hardware. A load average well above the core count means other work competed for the CPU; rerun on a quiet machine for cleaner numbers.",
+        "The server measured is `{}`, in a process of its own; the load generator runs in the report's process, and both share these {} cores. The load average shows what else ran meanwhile: the numbers are this machine's at that time, not a benchmark of the hardware. A load average well above the core count means other work competed for the CPU; rerun on a quiet machine for cleaner numbers.",
+        s.server.path.display(),
         m.cores
     )));
 
@@ -187,7 +233,7 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
     let tput = series(report, |r| r.throughput);
     b.push(Block::Heading("Throughput".into()));
     b.push(Block::Para(format!(
-        "Answers with status 200 per second, by concurrent keep-alive clients in a closed loop (each sends its next request when the last answer is complete). Every run stops after {} requests or {:.1} s, whichever comes first. Solid lines are our server (circles: CGI, triangles: FastCGI workers), dashed lines the Python servers and the static file, the ceiling of the HTTP layer itself.",
+        "Answers with status 200 per second, by concurrent keep-alive clients in a closed loop (each sends its next request when the last answer is complete). Every run stops after {} requests or {:.1} s, whichever comes first. Solid lines are our server (circles: CGI, triangles: FastCGI workers), dashed lines the Python servers and our static file, the ceiling of the HTTP layer itself; dotted lines with open markers the reference servers (lighttpd, nginx). Error bars span the repeats.",
         s.limits.requests,
         s.limits.duration.as_secs_f64()
     )));
@@ -196,9 +242,18 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
         "Throughput against concurrent clients, per model and language".into(),
         plot::chart("Throughput", "answers per second", clients, &tput)?,
     ));
-    b.push(Block::Table(pivot(report, "req/s by clients", |r| {
-        rate(r.throughput)
-    })));
+    b.push(Block::Table(pivot(
+        report,
+        "req/s by clients",
+        |r| r.throughput,
+        rate,
+        Marks::None,
+    )));
+
+    b.push(Block::Heading(
+        "Production servers on the same machine".into(),
+    ));
+    b.push(Block::Para(reference_text(report)));
 
     b.push(Block::Heading("Latency".into()));
     b.push(Block::Para(
@@ -226,14 +281,53 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
     ));
     b.push(Block::Table(pivot(
         report,
-        "p50 / p99 ms by clients",
-        |r| format!("{} / {}", millis(ms(r.p50)), millis(ms(r.p99))),
+        "p50 ms by clients",
+        |r| ms(r.p50),
+        millis,
+        Marks::None,
+    )));
+    b.push(Block::Table(pivot(
+        report,
+        "p99 ms by clients",
+        |r| ms(r.p99),
+        millis,
+        Marks::None,
+    )));
+
+    b.push(Block::Heading("CPU time per request".into()));
+    b.push(Block::Para(
+        "The most direct cost of a process per request: user + system CPU of the serving tree during a run, divided by the answers. For our server that is its own process (from /proc) plus every script it reaped (the `wait4` rusage it keeps for each) plus its live workers (from /proc); for the other servers, the control group the report started them in (all their processes, however they end), or where no control group could be made their tree from /proc (each process's own time and what it reaped). A server that ignores SIGCHLD, as fcgiwrap does, has its children reaped by the kernel, whose CPU then never reaches /proc: without a control group its figure is left out (–) rather than shown too low. The load generator's own CPU, in the report's process, is apart (last table).".into(),
+    ));
+    b.push(Block::Plot(
+        "cpu.svg".into(),
+        "CPU time per request of the serving process tree against concurrent clients".into(),
+        plot::chart(
+            "CPU per request (server and scripts or workers)",
+            "milliseconds",
+            clients,
+            &series(report, Run::cpu_ms),
+        )?,
+    ));
+    b.push(Block::Table(pivot(
+        report,
+        "CPU ms per request by clients",
+        Run::cpu_ms,
+        millis,
+        Marks::None,
+    )));
+    b.push(Block::Table(pivot(
+        report,
+        "load generator CPU ms per request",
+        Run::client_cpu_ms,
+        millis,
+        Marks::None,
     )));
 
     b.push(Block::Heading("Memory of the serving process tree".into()));
     b.push(Block::Para(format!(
-        "The whole tree that serves, read from /proc every {} ms during each run: for our server that is this process (server and load generator, which are one process) with every script and worker below it; for gunicorn and uvicorn their master and workers. PSS splits shared pages (an interpreter's code) between the processes sharing them, so it is what the tree really costs; RSS counts them once per process. FastCGI pools and the Python servers run {} workers.",
-        super::sample::EVERY.as_millis(),
+        "The whole tree that serves, read from /proc during each run: our server's process with every script and worker below it (the load generator is not in it); for gunicorn and uvicorn their master and workers. The processes are counted every {} ms from each process's list of children, their memory read right after; the roots' own memory every {} ms (a big, busy process's PSS takes long to read). PSS splits shared pages (an interpreter's code) between the processes sharing them, so it is what the tree really costs; RSS counts them once per process. FastCGI pools and the Python servers run {} workers.",
+        crate::sample::EVERY.as_millis(),
+        crate::sample::ROOTS_EVERY.as_millis(),
         s.workers
     )));
     b.push(Block::Plot(
@@ -246,13 +340,13 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
             &series(report, |r| mib(r.memory.peak_pss_kib)),
         )?,
     ));
-    b.push(Block::Table(pivot(report, "peak PSS MiB (mean)", |r| {
-        format!(
-            "{:.1} ({:.1})",
-            mib(r.memory.peak_pss_kib),
-            mib(r.memory.mean_pss_kib)
-        )
-    })));
+    b.push(Block::Table(pivot(
+        report,
+        "peak PSS MiB by clients",
+        |r| mib(r.memory.peak_pss_kib),
+        |v| format!("{v:.1}"),
+        Marks::Untrusted,
+    )));
     b.push(Block::Plot(
         "processes.svg".into(),
         "Peak number of processes in the serving tree against concurrent clients".into(),
@@ -263,15 +357,35 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
             &series(report, |r| r.memory.peak_procs as f64),
         )?,
     ));
-    b.push(Block::Table(pivot(report, "processes peak (mean)", |r| {
-        format!("{} ({:.1})", r.memory.peak_procs, r.memory.mean_procs)
-    })));
+    b.push(Block::Table(pivot(
+        report,
+        "peak processes by clients",
+        |r| r.memory.peak_procs as f64,
+        |v| format!("{v:.0}"),
+        Marks::Untrusted,
+    )));
+    b.push(Block::Table(pivot(
+        report,
+        "mean processes by clients",
+        |r| r.memory.mean_procs,
+        |v| format!("{v:.1}"),
+        Marks::Untrusted,
+    )));
+    b.push(Block::Para(format!(
+        "Checked in every run with Little's law: for CGI the processes seen beyond the server must average answers/s × the time a script is alive (from the server's own counters: from its spawn call, which the fork happens somewhere inside, to its reaping), within {:.0}%; for a fixed pool, its size. A run marked ✗ failed the check: its process count and memory are shown but not used in the verdicts. {}",
+        crate::little::TOLERANCE * 100.0,
+        little_summary(report)
+    )));
 
     b.push(Block::Heading("Where one request's time goes".into()));
     b.push(Block::Para(
         "From the server's own `Server-Timing` header, the median of several single requests on an idle server: `spawn` is starting the process (0 for a warm worker), `ttfb − spawn` the interpreter's start and the script's work until its first byte, `total − ttfb` relaying the answer. The client column is the whole exchange over loopback, connection included.".into(),
     ));
     b.push(Block::Table(timing_table(report)));
+
+    b.push(Block::Heading("Starting each program".into()));
+    b.push(Block::Para(starts_text(report)));
+    b.push(Block::Table(starts_table(report)));
 
     b.push(Block::Heading(
         "Starting a process: posix_spawn, fork and the parent's size".into(),
@@ -288,7 +402,7 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
     b.push(Block::Heading("How it was measured".into()));
     let mut how = vec![
         format!(
-            "Concurrency: {}; each run at most {} requests or {:.1} s; {:.1} s of warm-up load before each rung's first run (pools started, caches warm).",
+            "Concurrency: {}; each run at most {} requests or {:.1} s; {:.1} s of warm-up load before each rung's first run (pools started, caches warm). The whole sweep ran {} time(s), every server started anew each time: tables show the median and, in brackets, the lowest and highest of the repeats; plots draw the median with the range as an error bar.",
             clients
                 .iter()
                 .map(usize::to_string)
@@ -296,10 +410,11 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
                 .join(", "),
             s.limits.requests,
             s.limits.duration.as_secs_f64(),
-            s.warmup.as_secs_f64()
+            s.warmup.as_secs_f64(),
+            s.repeat
         ),
         format!(
-            "Our server runs in this process on 127.0.0.1 with a fresh instance per rung, {} FastCGI workers per script (fixed: minimum = maximum), one connection thread and script slot per client.",
+            "Our server runs as a child process (`cgi-testbed --listen 127.0.0.1:0 ...`), a fresh one per rung, with {} FastCGI workers per script (fixed: minimum = maximum) and one connection thread and script slot per client; it is stopped and reaped after its rung, and when the report is interrupted.",
             s.workers
         ),
         "CGI and FastCGI run the same files: `hello-rs` (compiled Rust, the library's FastCGI app module), `hello` (sh, CGI only: a shell script cannot speak FastCGI), `hello.fcgi.pl` (Perl FCGI), `hello.php` (php-cgi) and `greetings.py` (one WSGI app answering `Greetings universe`: wsgiref's CGIHandler as CGI, flup as FastCGI).".into(),
@@ -307,8 +422,17 @@ fn blocks(report: &Report) -> Result<Vec<Block>, String> {
             "gunicorn serves the same `greetings.py` with {w} gthread workers (1 thread each, so connections stay alive as with every other rung); uvicorn serves its ASGI twin `greetings_asgi.py` with {w} workers. Both on their own loopback port, started before their runs and stopped after.",
             w = s.workers
         ),
-        "Processes started are counted by the server (`/server-status`): scripts for CGI, workers for FastCGI.".into(),
-        "Reading /proc for the memory samples costs CPU too, more with more processes in the tree; it runs in every rung alike.".into(),
+        format!(
+            "Reference servers, each on its own loopback port for its rung only, driven by the same load generator: lighttpd with mod_cgi; nginx ({workers} worker processes: `worker_processes auto`) in front of fcgiwrap with {fcgiwrap} processes (each runs one script at a time); nginx in front of {w} processes of the same FastCGI program sharing one socket, as spawn-fcgi or php-fpm start them; nginx serving the static file. Keep-alive without a request limit, logs off.",
+            workers = report.machine.cores,
+            fcgiwrap = crate::reference::FCGIWRAP_PROCESSES,
+            w = s.workers
+        ),
+        "Processes started, scripts reaped, their CPU (`wait4`) and how long they lived are counted by the server and read from `/server-status?json` before and after each run.".into(),
+        format!(
+            "Sampling /proc costs CPU too, more with more processes in the tree; it runs in the report's process (its threads' CPU is not in the load generator's figure) and took {:.1}% of one core on average.",
+            sampler_share(report) * 100.0
+        ),
     ];
     if let Some(py) = &report.peers.python {
         how.push(format!("Python: {}.", py.display()));
@@ -370,6 +494,96 @@ fn timing_table(report: &Report) -> Table {
     table(&header, rows)
 }
 
+/// The starts table's rows: each program, how it is linked, its start and CPU.
+fn starts_table(report: &Report) -> Table {
+    let header = [
+        "program",
+        "how it runs",
+        "start ms (median, p90)",
+        "CPU ms per start",
+        "against sh",
+        "starts",
+    ];
+    let sh = report
+        .starts
+        .iter()
+        .find(|s| s.language == Language::Sh)
+        .map(|s| s.wall.median);
+    let rows = report
+        .starts
+        .iter()
+        .map(|s| {
+            vec![
+                format!(
+                    "{} ({})",
+                    s.language.name(),
+                    s.program
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                ),
+                s.linkage.to_string(),
+                format!("{} ({})", millis(s.wall.median), millis(s.wall_p90)),
+                millis(s.cpu.median),
+                sh.map_or_else(
+                    || "–".into(),
+                    |sh| {
+                        let x = sh / s.wall.median.max(1e-9);
+                        if x >= 1.0 {
+                            format!("{} faster", times(x))
+                        } else {
+                            format!("{} slower", times(1.0 / x))
+                        }
+                    },
+                ),
+                s.wall.n.to_string(),
+            ]
+        })
+        .collect();
+    let mut t = table(&header, rows);
+    t.numeric[1] = false;
+    t
+}
+
+/// What the starts table shows, computed: the compiled programs against sh, and
+/// what CPUID costs here.
+fn starts_text(report: &Report) -> String {
+    let mut text = String::from(
+        "Each bundled program run directly, without a server, as a CGI script answering a GET: from posix_spawn to reaped, its output read through a pipe, the programs taking turns. This is what a process per request pays before any work of its own.",
+    );
+    let find = |l: Language| report.starts.iter().find(|s| s.language == l);
+    if let (Some(rs), Some(sh)) = (find(Language::Rust), find(Language::Sh)) {
+        text += &format!(
+            " The compiled hello-rs ({}) takes {} ms, the sh hello {} ms: {}",
+            rs.linkage,
+            millis(rs.wall.median),
+            millis(sh.wall.median),
+            if rs.wall.median * 2.0 <= sh.wall.median {
+                format!(
+                    "{} faster.",
+                    times(sh.wall.median / rs.wall.median.max(1e-9))
+                )
+            } else {
+                "not the 2× a compiled program should manage (is hello-rs statically linked? see build.rs).".into()
+            }
+        );
+    }
+    if let Some(c) = find(Language::C) {
+        text += &format!(
+            " The C hello, {} with the system's C library, takes {} ms.",
+            c.linkage,
+            millis(c.wall.median)
+        );
+    }
+    if let Some(us) = report.cpuid_us
+        && us > 1.0
+    {
+        text += &format!(
+            " One CPUID instruction costs {us:.1} µs on this machine (on bare metal a few hundredths): it traps to the hypervisor. glibc's start-up runs CPUID dozens of times to choose its string functions and cache sizes, in the dynamic loader or in a static binary's own start code, so every program linked with glibc (sh, perl, python, php, and the C hello unless built against musl) pays that before `main`; hello-rs, linked statically against musl by `build.rs` when that Rust target is installed, does not."
+        );
+    }
+    text
+}
+
 fn spawn_table(cells: &[Cell]) -> Table {
     let header = [
         "parent holds",
@@ -407,6 +621,7 @@ fn runs_table(report: &Report) -> Table {
     let header = [
         "rung",
         "clients",
+        "repeat",
         "answers",
         "req/s",
         "p50 ms",
@@ -419,16 +634,23 @@ fn runs_table(report: &Report) -> Table {
         "peak PSS MiB",
         "mean PSS MiB",
         "peak procs",
+        "Little's law",
+        "CPU ms/answer",
+        "CPU from",
+        "server CPU ms/answer",
+        "load generator CPU ms/answer",
         "seconds",
-        "load",
+        "load before, after",
     ];
     let rows = report
         .runs
         .iter()
         .map(|r| {
+            let answers = r.answered().max(1) as f64;
             vec![
                 r.rung.label(),
                 r.concurrency.to_string(),
+                r.repeat.to_string(),
                 r.answered().to_string(),
                 rate(r.throughput),
                 millis(ms(r.p50)),
@@ -441,12 +663,129 @@ fn runs_table(report: &Report) -> Table {
                 format!("{:.1}", mib(r.memory.peak_pss_kib)),
                 format!("{:.1}", mib(r.memory.mean_pss_kib)),
                 r.memory.peak_procs.to_string(),
+                r.little.to_string(),
+                if r.cpu_ms().is_finite() {
+                    millis(r.cpu_ms())
+                } else {
+                    "–".into()
+                },
+                match r.cpu.source {
+                    CpuSource::Counters => "/proc + wait4",
+                    CpuSource::Cgroup => "cgroup",
+                    CpuSource::Proc => "/proc",
+                    CpuSource::Incomplete => "/proc, incomplete",
+                }
+                .into(),
+                r.cpu
+                    .server
+                    .map_or_else(|| "–".into(), |d| millis(ms(d) / answers)),
+                millis(r.client_cpu_ms()),
                 format!("{:.1}", r.elapsed.as_secs_f64()),
-                format!("{:.1}", r.load),
+                format!("{:.1}, {:.1}", r.load_before, r.load),
             ]
         })
         .collect();
     table(&header, rows)
+}
+
+/// What the reference servers did beside ours, at the concurrency nearest 8 that
+/// both measured; which were not installed otherwise.
+fn reference_text(report: &Report) -> String {
+    let mut text = String::from(
+        "Drawn as dotted lines with open markers in every plot, and listed in every table: lighttpd and nginx running the same programs on this machine in the same run, for scale.",
+    );
+    let ours_for = |rung: Rung| -> Rung {
+        let model = match rung.model {
+            Model::Lighttpd | Model::NginxFcgiwrap => Model::Cgi,
+            Model::NginxFastCgi => Model::FastCgi,
+            _ => Model::Static,
+        };
+        Rung {
+            model,
+            language: rung.language,
+        }
+    };
+    let mut compared = Vec::new();
+    for rung in measured_rungs(report)
+        .into_iter()
+        .filter(|r| r.model.is_reference())
+    {
+        let ours = ours_for(rung);
+        let both: Vec<usize> = report
+            .settings
+            .concurrency
+            .iter()
+            .copied()
+            .filter(|&c| !cell(report, rung, c).is_empty() && !cell(report, ours, c).is_empty())
+            .collect();
+        let Some(&c) = both.iter().min_by_key(|c| c.abs_diff(8)) else {
+            continue;
+        };
+        let median = |r: Rung, f: fn(&Run) -> f64| {
+            crate::spread::median(cell(report, r, c).iter().map(|x| f(x)).collect())
+        };
+        compared.push(format!(
+            "{} {} req/s at {} ms of CPU per request against our {} {} req/s at {} ms ({c} clients)",
+            rung.label(),
+            rate(median(rung, |r| r.throughput)),
+            millis(median(rung, Run::cpu_ms)),
+            ours.label(),
+            rate(median(ours, |r| r.throughput)),
+            millis(median(ours, Run::cpu_ms)),
+        ));
+    }
+    if compared.is_empty() {
+        text += if report.options.reference {
+            " None was measured here (see the notes for what is not installed: `apt-get install lighttpd nginx fcgiwrap`)."
+        } else {
+            " Not measured: the report ran with --no-reference."
+        };
+    } else {
+        text += &format!(" Medians: {}.", compared.join("; "));
+    }
+    text
+}
+
+/// The sampling threads' CPU as a share of one core over the runs.
+fn sampler_share(report: &Report) -> f64 {
+    let cpu: f64 = report
+        .runs
+        .iter()
+        .map(|r| r.memory.sampler_cpu.as_secs_f64())
+        .sum();
+    let wall: f64 = report.runs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+    if wall > 0.0 { cpu / wall } else { 0.0 }
+}
+
+/// One sentence on the Little's-law checks: how many passed, which failed.
+fn little_summary(report: &Report) -> String {
+    let checked: Vec<&Run> = report
+        .runs
+        .iter()
+        .filter(|r| r.little.holds().is_some())
+        .collect();
+    let failed: Vec<String> = checked
+        .iter()
+        .filter(|r| !r.trusted())
+        .map(|r| {
+            format!(
+                "{} at {} clients ({})",
+                r.rung.label(),
+                r.concurrency,
+                r.little
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        format!("All {} checked runs passed.", checked.len())
+    } else {
+        format!(
+            "{} of {} checked runs failed: {}.",
+            failed.len(),
+            checked.len(),
+            failed.join("; ")
+        )
+    }
 }
 
 /// A table whose first column is text and the rest numbers.
@@ -582,6 +921,7 @@ ol.claims li { margin: .6em 0; }
 .verdict { font-weight: 600; padding: 0 .4em; border-radius: 3px; }
 .holds { background: #d9f2d9; } .partly { background: #fff1c2; }
 .not { background: #f8d7d7; } .unknown { background: #e8e8e8; }
+.mixed { background: #e3dcf5; }
 ";
 
 fn html(blocks: &[Block]) -> String {
@@ -613,6 +953,7 @@ fn html(blocks: &[Block]) -> String {
                         Verdict::Partly => "partly",
                         Verdict::DoesNotHold => "not",
                         Verdict::NotMeasured => "unknown",
+                        Verdict::Mixed => "mixed",
                     };
                     let _ = writeln!(
                         h,

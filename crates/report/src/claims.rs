@@ -1,10 +1,14 @@
 //! The seed's four claims about CGI and FastCGI, each checked against this machine's
 //! numbers: a verdict and one sentence, both computed from the runs, never written in
-//! advance.
+//! advance. With repeats, the sentence comes from each cell's medians and the
+//! verdict from every repeat on its own: one that does not hold at every repeat is
+//! "mixed", and says which repeat found what.
 
-use super::ladder::{Language, Model, Rung};
-use super::sweep::{Run, mib};
-use super::timing::Breakdown;
+use std::collections::BTreeSet;
+
+use crate::ladder::{Language, Model, Rung};
+use crate::sweep::{Run, mib};
+use crate::timing::Breakdown;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -12,6 +16,8 @@ pub enum Verdict {
     Partly,
     DoesNotHold,
     NotMeasured,
+    /// The repeats disagree.
+    Mixed,
 }
 
 impl Verdict {
@@ -21,6 +27,7 @@ impl Verdict {
             Verdict::Partly => "partly borne out",
             Verdict::DoesNotHold => "not borne out",
             Verdict::NotMeasured => "not measured",
+            Verdict::Mixed => "mixed",
         }
     }
 }
@@ -30,6 +37,9 @@ pub struct Claim {
     pub claim: &'static str,
     pub verdict: Verdict,
     pub sentence: String,
+    /// The number the verdict turns on (`41×`, `96% kept`), to say what each repeat
+    /// found when they disagree.
+    pub figure: String,
 }
 
 /// Languages in the order the headline prefers: the interpreter with the dearest
@@ -44,8 +54,69 @@ const HEADLINE_ORDER: [Language; 4] = [
 /// The concurrency the headline compares at: 8 clients if measured, else the nearest.
 const REFERENCE_CLIENTS: usize = 8;
 
-/// All four claims.
+/// All four claims, over every repeat's runs.
 pub fn check(runs: &[Run], timing: &[Breakdown]) -> Vec<Claim> {
+    let mut claims = check_once(&crate::spread::median_runs(runs), timing);
+    let repeats: BTreeSet<usize> = runs.iter().map(|r| r.repeat).collect();
+    if repeats.len() < 2 {
+        return claims;
+    }
+    let per_repeat: Vec<(usize, Vec<Claim>)> = repeats
+        .iter()
+        .map(|&k| {
+            let only: Vec<Run> = runs.iter().filter(|r| r.repeat == k).cloned().collect();
+            (k, check_once(&only, timing))
+        })
+        .collect();
+    for (i, claim) in claims.iter_mut().enumerate() {
+        let found: Vec<(usize, &Claim)> = per_repeat.iter().map(|(k, c)| (*k, &c[i])).collect();
+        let first = found[0].1.verdict;
+        if found.iter().all(|(_, c)| c.verdict == first) {
+            claim.verdict = first;
+            continue;
+        }
+        claim.verdict = Verdict::Mixed;
+        claim.sentence += &format!(" Mixed: {}.", disagreement(&found));
+    }
+    claims
+}
+
+/// "borne out in repeats 1 and 3 (41×, 39×), partly borne out in repeat 2 (1.9×)".
+fn disagreement(found: &[(usize, &Claim)]) -> String {
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    for (_, c) in found {
+        if !verdicts.contains(&c.verdict) {
+            verdicts.push(c.verdict);
+        }
+    }
+    verdicts
+        .into_iter()
+        .map(|v| {
+            let these: Vec<&(usize, &Claim)> =
+                found.iter().filter(|(_, c)| c.verdict == v).collect();
+            let numbers: Vec<String> = these.iter().map(|(k, _)| k.to_string()).collect();
+            let which = match numbers.as_slice() {
+                [one] => format!("repeat {one}"),
+                [rest @ .., last] => format!("repeats {} and {last}", rest.join(", ")),
+                [] => String::new(),
+            };
+            let figures: Vec<&str> = these
+                .iter()
+                .map(|(_, c)| c.figure.as_str())
+                .filter(|f| !f.is_empty())
+                .collect();
+            if figures.is_empty() {
+                format!("{} in {which}", v.text())
+            } else {
+                format!("{} in {which} ({})", v.text(), figures.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The four claims from one set of runs (one per cell).
+fn check_once(runs: &[Run], timing: &[Breakdown]) -> Vec<Claim> {
     vec![
         process_per_request(runs, timing),
         wastes_memory(runs),
@@ -135,6 +206,7 @@ fn process_per_request(runs: &[Run], timing: &[Breakdown]) -> Claim {
             claim,
             verdict: Verdict::NotMeasured,
             sentence: "No CGI run answered a request.".into(),
+            figure: String::new(),
         };
     }
     let per = cgi_spawned as f64 / cgi_answered as f64;
@@ -192,11 +264,25 @@ fn process_per_request(runs: &[Run], timing: &[Breakdown]) -> Claim {
             sentence += &format!(", a warm worker {:.2} ms in all", w.ttfb);
         }
     }
+    if let Some((l, c, f)) = HEADLINE_ORDER
+        .iter()
+        .find_map(|&l| pair_near(runs, l, REFERENCE_CLIENTS).map(|(c, f)| (l, c, f)))
+    {
+        sentence += &format!(
+            ". At {} each {} CGI answer cost {:.2} ms of CPU (server and script) against {:.2} ms from a warm worker ({})",
+            clients(c.concurrency),
+            l.name(),
+            c.cpu_ms(),
+            f.cpu_ms(),
+            times(c.cpu_ms() / f.cpu_ms().max(1e-9))
+        );
+    }
     sentence.push('.');
     Claim {
         claim,
         verdict,
         sentence,
+        figure: format!("{per:.2} per request"),
     }
 }
 
@@ -208,11 +294,16 @@ fn wastes_memory(runs: &[Run]) -> Claim {
     };
     let cgi = series(runs, Rung::new(Model::Cgi, head));
     let fcgi = series(runs, Rung::new(Model::FastCgi, head));
-    // Peak PSS of the whole tree, per concurrency both measured.
+    // Peak PSS of the whole tree, per concurrency both measured, from runs whose
+    // process count passed the check.
+    let untrusted = cgi.iter().chain(&fcgi).filter(|r| !r.trusted()).count();
     let pairs: Vec<(usize, u64, u64)> = cgi
         .iter()
+        .filter(|c| c.trusted())
         .filter_map(|c| {
-            let f = fcgi.iter().find(|f| f.concurrency == c.concurrency)?;
+            let f = fcgi
+                .iter()
+                .find(|f| f.concurrency == c.concurrency && f.trusted())?;
             Some((c.concurrency, c.memory.peak_pss_kib, f.memory.peak_pss_kib))
         })
         .collect();
@@ -225,6 +316,17 @@ fn wastes_memory(runs: &[Run]) -> Claim {
         Verdict::DoesNotHold
     };
     let (Some(low), Some(high)) = (pairs.first(), pairs.last()) else {
+        if untrusted > 0 {
+            return Claim {
+                claim,
+                verdict: Verdict::NotMeasured,
+                sentence: format!(
+                    "No {} CGI and FastCGI runs at the same concurrency passed the process-count check.",
+                    head.name()
+                ),
+                figure: String::new(),
+            };
+        }
         return not_compared(claim);
     };
     let ratio = |c: u64, f: u64| c as f64 / f.max(1) as f64;
@@ -264,11 +366,20 @@ fn wastes_memory(runs: &[Run]) -> Claim {
             others.join(", ")
         );
     }
+    if untrusted > 0 {
+        sentence += &format!(
+            "; {untrusted} {} run{} left out, {} process count failed the Little's-law check",
+            head.name(),
+            if untrusted == 1 { " is" } else { "s are" },
+            if untrusted == 1 { "its" } else { "their" }
+        );
+    }
     sentence.push('.');
     Claim {
         claim,
         verdict,
         sentence,
+        figure: times(ratio(high.1, high.2)),
     }
 }
 
@@ -326,8 +437,8 @@ fn degrades(runs: &[Run]) -> Claim {
     };
     sentence += &format!(
         ", while its p99 latency went from {:.1} ms to {:.0} ms",
-        super::sweep::ms(first.p99),
-        super::sweep::ms(last.p99)
+        crate::sweep::ms(first.p99),
+        crate::sweep::ms(last.p99)
     );
     let fcgi = series(runs, Rung::new(Model::FastCgi, head));
     if let Some((fkept, fpeak, _)) = retention(&fcgi) {
@@ -346,6 +457,7 @@ fn degrades(runs: &[Run]) -> Claim {
         claim,
         verdict,
         sentence,
+        figure: format!("{:.0}% kept", kept * 100.0),
     }
 }
 
@@ -369,15 +481,25 @@ fn pool_scales(runs: &[Run]) -> Claim {
     };
     let fcgi = series(runs, Rung::new(Model::FastCgi, head));
     let kept = retention(&fcgi).map_or(0.0, |r| r.0);
-    let verdict = if speedup >= 2.0 && kept >= 0.9 {
+    // CPU per answer, CGI over FastCGI: a pool that serves more but burns more CPU
+    // per request would not be the better model.
+    let cpu = c.cpu_ms() / f.cpu_ms().max(1e-9);
+    let verdict = if speedup >= 2.0 && kept >= 0.9 && cpu > 1.0 {
         Verdict::Holds
     } else if speedup >= 1.2 {
         Verdict::Partly
     } else {
         Verdict::DoesNotHold
     };
+    let cpu_text = if cpu >= 1.1 {
+        format!("{} less CPU per request", times(cpu))
+    } else if cpu <= 0.9 {
+        format!("{} more CPU per request", times(1.0 / cpu))
+    } else {
+        "about the same CPU per request".into()
+    };
     let mut sentence = format!(
-        "Worker mode served {} {} the requests of CGI at {} with {memory_text}",
+        "Worker mode served {} {} the requests of CGI at {} with {memory_text} and {cpu_text}",
         head.name(),
         times(speedup),
         clients(c.concurrency)
@@ -417,6 +539,7 @@ fn pool_scales(runs: &[Run]) -> Claim {
         claim,
         verdict,
         sentence,
+        figure: times(speedup),
     }
 }
 
@@ -425,13 +548,16 @@ fn not_compared(claim: &'static str) -> Claim {
         claim,
         verdict: Verdict::NotMeasured,
         sentence: "No language was measured both as CGI and as FastCGI.".into(),
+        figure: String::new(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::sample::Memory;
+    use crate::little::Little;
+    use crate::sample::Memory;
+    use crate::sweep::Cpu;
     use std::time::Duration;
 
     fn run(model: Model, l: Language, c: usize, tput: f64, pss_mib: u64) -> Run {
@@ -455,7 +581,17 @@ mod tests {
             } else {
                 0
             }),
+            // 10 ms of CPU per CGI answer, 2 per FastCGI one.
+            cpu: Cpu {
+                tree: Duration::from_secs_f64(
+                    tput * 5.0 * if model == Model::Cgi { 0.010 } else { 0.002 },
+                ),
+                ..Cpu::default()
+            },
+            little: Little::Unchecked,
+            load_before: 0.0,
             load: 0.0,
+            repeat: 1,
         }
     }
 
@@ -486,6 +622,13 @@ mod tests {
             "{}",
             claims[0].sentence
         );
+        assert!(
+            claims[0]
+                .sentence
+                .contains("each python CGI answer cost 10.00 ms of CPU (server and script) against 2.00 ms from a warm worker (5.0×)"),
+            "{}",
+            claims[0].sentence
+        );
         assert_eq!(claims[1].verdict, Verdict::Partly);
         assert!(
             claims[1].sentence.contains("9.0×"),
@@ -498,10 +641,60 @@ mod tests {
         assert!(
             claims[3]
                 .sentence
-                .starts_with("Worker mode served python 41× the requests of CGI at 8 clients with 3.0× less memory"),
+                .starts_with("Worker mode served python 41× the requests of CGI at 8 clients with 3.0× less memory and 5.0× less CPU per request"),
             "{}",
             claims[3].sentence
         );
+
+        // A run whose process count failed the check is left out of the memory verdict.
+        runs[2].little = Little::Fixed {
+            expected: 40.0,
+            mean: 1.0,
+        };
+        let memory = &check(&runs, &[])[1];
+        assert_eq!(memory.verdict, Verdict::Partly, "{}", memory.sentence);
+        assert!(
+            memory.sentence.starts_with("At 8 clients")
+                && memory.sentence.contains("1 python run is left out"),
+            "{}",
+            memory.sentence
+        );
+    }
+
+    #[test]
+    fn repeats_that_disagree_make_a_mixed_verdict() {
+        let py = Language::Python;
+        let repeat = |k: usize, fcgi_at_8: f64| {
+            let mut runs = vec![
+                run(Model::Cgi, py, 1, 30.0, 20),
+                run(Model::Cgi, py, 8, 50.0, 300),
+                run(Model::FastCgi, py, 1, 900.0, 100),
+                run(Model::FastCgi, py, 8, fcgi_at_8, 100),
+            ];
+            for r in &mut runs {
+                r.repeat = k;
+            }
+            runs
+        };
+        // FastCGI 41× CGI in repeats 1 and 3, only 1.5× in repeat 2.
+        let runs: Vec<Run> = [repeat(1, 2050.0), repeat(2, 75.0), repeat(3, 2000.0)].concat();
+        let claims = check(&runs, &[]);
+        let pool = &claims[3];
+        assert_eq!(pool.verdict, Verdict::Mixed);
+        assert!(
+            pool.sentence
+                .ends_with("Mixed: borne out in repeats 1 and 3 (41×, 40×), partly borne out in repeat 2 (1.5×)."),
+            "{}",
+            pool.sentence
+        );
+        // The sentence is from the medians: 2000 req/s against 50.
+        assert!(
+            pool.sentence.starts_with("Worker mode served python 40×"),
+            "{}",
+            pool.sentence
+        );
+        // Claims every repeat agrees on keep their verdict.
+        assert_eq!(claims[0].verdict, Verdict::Holds);
     }
 
     #[test]
