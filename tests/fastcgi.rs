@@ -638,3 +638,42 @@ fn a_worker_dying_at_start_shows_its_last_words_to_a_local_client() {
         s.error_log()
     );
 }
+
+#[test]
+fn warm_workers_that_drop_an_unused_connection_are_connected_again_not_replaced() {
+    // libfcgi closes a new unix-socket connection that brings no request within two
+    // seconds; a worker kept warm by --workers-min must not be taken for dead then.
+    let s = app_server(|c| {
+        c.workers.min = 3;
+        c.workers.max = 3;
+        c.env.push(("DROP_IDLE".into(), b"0.3".to_vec()));
+    });
+    assert_eq!(s.get("/fcgi-bin/app").status, 200);
+    let pools = || s.running.as_ref().unwrap().shared().pools.status();
+    assert!(eventually(Duration::from_secs(5), || pools()[0]
+        .workers
+        .len()
+        == 3));
+    // Well past the workers' patience, and past a few sweeps.
+    std::thread::sleep(Duration::from_millis(1500));
+    let addr = s.addr();
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.send(b"GET /fcgi-bin/app?wait=0.2 HTTP/1.1\r\nHost: x\r\n\r\n");
+                c.response().status
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    let p = &pools()[0];
+    assert_eq!((p.spawned, p.failures), (3, 0), "{p:?}");
+    assert!(
+        s.log_lines_with("worker failed").is_empty(),
+        "{:#?}",
+        s.error_log()
+    );
+}

@@ -418,15 +418,13 @@ impl Pool {
             // EOF on the kept connection while idle: the worker left (php-cgi does
             // after PHP_FCGI_MAX_REQUESTS); the request never reached it. A close that
             // races our first write shows as a failed write instead.
-            if w.stream.idle_check() {
+            if w.ready() {
                 st.busy.insert(w.pid, (w.served, Instant::now()));
                 return Ok(Step::Take(Box::new(w)));
             }
             st.total -= 1;
-            if w.served == 0 {
-                let why = w
-                    .output
-                    .last_words("closed its connection before any request");
+            if w.served == 0 && w.child.has_exited() {
+                let why = w.output.last_words("exited before any request");
                 self.record_failure(&mut st, &why);
             }
             drop(st);
@@ -503,7 +501,7 @@ impl Pool {
 
     /// Starts a worker for a request that is waiting for it.
     async fn start(&self) -> Result<Worker, Error> {
-        match self.spawn() {
+        match self.spawn(true) {
             Ok(w) => {
                 lock(&self.state).busy.insert(w.pid, (0, Instant::now()));
                 Ok(w)
@@ -597,9 +595,12 @@ impl Pool {
         ));
     }
 
-    /// Starts one worker process and connects to it. On failure, also gives back what
-    /// watches the process's output (if it got that far) to explain the failure.
-    fn spawn(&self) -> Result<Worker, (Error, Option<Arc<OutputWatch>>)> {
+    /// Starts one worker process, and connects to it when `connect_now` (a request is
+    /// waiting for it; a worker kept warm is connected to when first used, since
+    /// libfcgi drops a connection that brings no request within two seconds). On
+    /// failure, also gives back what watches the process's output (if it got that far)
+    /// to explain the failure.
+    fn spawn(&self, connect_now: bool) -> Result<Worker, (Error, Option<Arc<OutputWatch>>)> {
         let started = Instant::now();
         let common = &self.common;
         let n = common.next_worker.fetch_add(1, Ordering::Relaxed);
@@ -639,23 +640,10 @@ impl Pool {
             ],
             output.clone(),
         );
-        let connected = UnixStream::connect(&socket).and_then(|s| StdStream::Unix(s).into_loop());
-        let stream = match connected {
-            Ok(s) => s,
-            Err(e) => {
-                // Gone before it could accept: the listening socket died with it.
-                let _ = std::fs::remove_file(&socket);
-                output.set_child(child);
-                return Err((
-                    Error::WorkerLost(format!("could not connect: {e}")),
-                    Some(output),
-                ));
-            }
-        };
-        Ok(Worker {
+        let mut worker = Worker {
             pid,
             child,
-            stream,
+            stream: Stream::Gone,
             home: event_loop::current(),
             socket,
             served: 0,
@@ -665,7 +653,21 @@ impl Pool {
             spawn_took: started.elapsed(),
             limits,
             values: None,
-        })
+        };
+        if !connect_now {
+            return Ok(worker);
+        }
+        if let Err(e) = worker.connect() {
+            // Gone before it could accept: the listening socket died with it.
+            let _ = std::fs::remove_file(&worker.socket);
+            let Worker { child, output, .. } = worker;
+            output.set_child(child);
+            return Err((
+                Error::WorkerLost(format!("could not connect: {e}")),
+                Some(output),
+            ));
+        }
+        Ok(worker)
     }
 
     async fn sweep(&self) {
@@ -677,7 +679,7 @@ impl Pool {
             return;
         }
         // Keep the minimum warm.
-        match self.spawn() {
+        match self.spawn(false) {
             Ok(w) => {
                 let mut st = lock(&self.state);
                 st.idle.insert(0, w);
@@ -726,7 +728,7 @@ impl Pool {
             // A worker that dies before its first request failed, like one that dies
             // answering it: otherwise a broken program kept warm by --workers-min
             // would be restarted as fast as the sweep runs.
-            if w.served == 0 {
+            if w.served == 0 && w.child.has_exited() {
                 let why = w.output.last_words("exited before any request");
                 self.record_failure(&mut st, &why);
             }
@@ -804,9 +806,31 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Alive, and its idle connection still good.
+    /// Alive, and its idle connection still good (or, for one not yet used, still to
+    /// be made).
     fn usable(&mut self) -> bool {
-        !self.child.has_exited() && self.stream.idle_check()
+        if self.child.has_exited() {
+            return false;
+        }
+        matches!(self.stream, Stream::Gone) || self.stream.idle_check() || self.connect().is_ok()
+    }
+
+    /// Ready to take a request on a good connection: connects a worker not yet used,
+    /// and connects again to one alive that closed its idle connection (libfcgi drops
+    /// one that brings no request within two seconds).
+    fn ready(&mut self) -> bool {
+        if matches!(self.stream, Stream::Gone) || !self.stream.idle_check() {
+            return !self.child.has_exited() && self.connect().is_ok();
+        }
+        true
+    }
+
+    /// Connects to the worker's listening socket, in this thread's loop.
+    fn connect(&mut self) -> io::Result<()> {
+        let s = UnixStream::connect(&self.socket)?;
+        self.stream = StdStream::Unix(s).into_loop()?;
+        self.home = event_loop::current();
+        Ok(())
     }
 
     /// Why a worker that never answered failed, in words a user can act on.
