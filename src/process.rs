@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -134,6 +134,10 @@ impl ExitWatch {
     }
 }
 
+/// `Child::seen_exit` before any exit was seen, and for one not by a signal.
+const NOT_SEEN: i32 = -2;
+const EXITED: i32 = -1;
+
 /// Without a pidfd, how often exit is checked.
 const EXIT_POLL: Duration = Duration::from_millis(10);
 
@@ -145,6 +149,9 @@ pub struct Child {
     adopted: Instant,
     /// How long the spawn call took (zero when unknown).
     spawn: Duration,
+    /// The leader's exit as `waitid` reported it (before reaping): [`NOT_SEEN`],
+    /// [`EXITED`], or the signal that killed it.
+    seen_exit: AtomicI32,
 }
 
 impl Child {
@@ -179,6 +186,7 @@ impl Child {
             exit: None,
             adopted,
             spawn: adopted.saturating_duration_since(spawn_started),
+            seen_exit: AtomicI32::new(NOT_SEEN),
         }
     }
 
@@ -218,8 +226,15 @@ impl Child {
         }
     }
 
-    /// `Some(signal or None)` once the leader has exited; does not reap.
+    /// `Some(signal or None)` once the leader has exited; does not reap. An exit seen
+    /// is remembered: it cannot change until the reaping, and asking again costs a
+    /// system call each time.
     fn peek(&self) -> Option<Option<i32>> {
+        match self.seen_exit.load(Ordering::Relaxed) {
+            NOT_SEEN => {}
+            EXITED => return Some(None),
+            signal => return Some(Some(signal)),
+        }
         // SAFETY: waitid with WNOWAIT only reads the child's state into `info`.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
@@ -229,7 +244,10 @@ impl Child {
             return None;
         }
         let killed = matches!(info.si_code, libc::CLD_KILLED | libc::CLD_DUMPED);
-        Some(killed.then(|| unsafe { info.si_status() }))
+        let seen = killed.then(|| unsafe { info.si_status() });
+        self.seen_exit
+            .store(seen.unwrap_or(EXITED), Ordering::Relaxed);
+        Some(seen)
     }
 
     pub fn signal_group(&self, sig: i32) {
