@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -109,28 +107,6 @@ fn max_procs_counts_scripts_that_linger_after_their_answer() {
         assert_eq!(lines.len(), refused, "{:#?}", s.error_log());
         assert!(lines.iter().all(|l| l.contains(" 503 ")), "{lines:#?}");
     }
-}
-
-/// The binary on a free port over `cgi`, with `args`; its stderr goes to `log`.
-fn start_binary(cgi: &Path, log: &Path, args: &[&str]) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cgi-testbed"))
-        .args(["--listen", "127.0.0.1:0", "--cgi-dir"])
-        .arg(cgi)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("start the server");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("address");
-    (child, addr)
 }
 
 /// The server's resident memory plus the temp files it holds open (deleted ones

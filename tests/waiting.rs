@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -98,28 +96,6 @@ fn a_hundred_slow_readers_of_big_answers_do_not_stop_the_server() {
         "threads: {threads_before} before, {} after",
         threads_of_this_process()
     );
-}
-
-/// The binary on a free port over `cgi`, with `args`; its stderr goes to `log`.
-fn start_binary(cgi: &Path, log: &Path, args: &[&str]) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cgi-testbed"))
-        .args(["--listen", "127.0.0.1:0", "--cgi-dir"])
-        .arg(cgi)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).expect("log file"))
-        .spawn()
-        .expect("start the server");
-    let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
-    BufReader::new(stdout).read_line(&mut line).expect("read");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("address");
-    (child, addr)
 }
 
 /// Processes whose command line mentions our temp directory or the sleep of ours.

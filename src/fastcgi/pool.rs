@@ -259,19 +259,7 @@ impl Pools {
         }
         let mut children = Vec::new();
         for w in leaving {
-            let Worker {
-                child,
-                stream,
-                socket,
-                limits,
-                ..
-            } = w;
-            // Close our connection first: php-cgi and flup finish the connection they
-            // are on before honouring SIGTERM.
-            drop(stream);
-            let _ = std::fs::remove_file(&socket);
-            child.signal_group(libc::SIGTERM);
-            children.push((child, limits));
+            children.push(w.let_go());
             self.common.total.fetch_sub(1, Ordering::AcqRel);
         }
         let until = Instant::now() + RETIRE_GRACE;
@@ -855,19 +843,30 @@ impl Worker {
     }
 
     async fn retire_now(self) {
+        let (mut child, limits) = self.let_go();
+        child.wait_exit(RETIRE_GRACE).await;
+        child.reap();
+        drop(limits);
+    }
+
+    /// Closes our connection, removes the socket and sends SIGTERM; what is left to
+    /// wait for (and the cgroup to remove after) comes back. The connection goes
+    /// first: php-cgi and flup finish the connection they are on before honouring
+    /// SIGTERM.
+    fn let_go(self) -> (Child, ProcessLimits) {
         let Worker {
-            mut child,
+            child,
             stream,
             socket,
             limits,
             ..
         } = self;
-        // Close our connection first: php-cgi and flup finish the connection they are
-        // on before honouring SIGTERM.
         drop(stream);
         let _ = std::fs::remove_file(&socket);
-        child.terminate(RETIRE_GRACE).await;
-        drop(limits);
+        if !child.has_exited() {
+            child.signal_group(libc::SIGTERM);
+        }
+        (child, limits)
     }
 }
 
