@@ -243,15 +243,18 @@ impl Server {
     /// grace period and kills every script still running.
     pub fn run(self) -> io::Result<()> {
         let shared = self.shared;
-        let mut loops = Vec::new();
+        // Every loop and its copy of the listener first: once one loop accepts, the
+        // connections it takes may use up the descriptors the others still need.
+        let mut ready = Vec::new();
         for index in 0..shared.config.loops.max(1) {
-            let listener = self.listener.try_clone()?;
-            let shared = shared.clone();
-            loops.push(event_loop::start(index, move || {
-                serve_loop(index, listener, shared)
-            })?);
+            ready.push((event_loop::Loop::new(index)?, self.listener.try_clone()?));
         }
         drop(self.listener);
+        let mut loops = Vec::new();
+        for (index, (event_loop, listener)) in ready.into_iter().enumerate() {
+            let shared = shared.clone();
+            loops.push(event_loop.start(move || serve_loop(index, listener, shared))?);
+        }
         wait_for_stop(&shared);
         finish(&shared, loops);
         Ok(())
@@ -295,6 +298,7 @@ async fn serve_loop(index: usize, listener: std::net::TcpListener, shared: Arc<S
         });
     }
     let mut spare = std::fs::File::open("/dev/null").ok();
+    let mut last_emfile: Option<(std::time::Instant, u64)> = None;
     let mut stop = shared.stop.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -304,7 +308,7 @@ async fn serve_loop(index: usize, listener: std::net::TcpListener, shared: Arc<S
         match accepted {
             Ok((stream, _)) => admit(stream, &shared),
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                out_of_descriptors(&listener, &mut spare, &e, &shared).await;
+                out_of_descriptors(&listener, &mut spare, &mut last_emfile, &e, &shared).await;
             }
             // ECONNABORTED and friends concern one client, not the listener.
             Err(e) => shared.log.log(&format!("accept: {e}")),
@@ -346,15 +350,30 @@ fn admit(stream: tokio::net::TcpStream, shared: &Arc<Shared>) {
 
 /// Frees the spare descriptor to accept one connection, tells it 503 and closes it,
 /// so clients get an answer instead of waiting in the backlog.
+/// One log line a second at most (with how many it stands for): refused connections
+/// come by the thousand.
 async fn out_of_descriptors(
     listener: &TcpListener,
     spare: &mut Option<std::fs::File>,
+    last_logged: &mut Option<(std::time::Instant, u64)>,
     e: &io::Error,
     shared: &Shared,
 ) {
-    shared.log.log(&format!(
-        "accept: {e}; answering 503 until descriptors free up"
-    ));
+    match last_logged {
+        Some((at, unlogged)) if at.elapsed() < Duration::from_secs(1) => *unlogged += 1,
+        _ => {
+            let more = last_logged.map_or(0, |(_, n)| n);
+            let since = if more > 0 {
+                format!(" ({more} more since the last line)")
+            } else {
+                String::new()
+            };
+            shared.log.log(&format!(
+                "accept: {e}; answering 503 until descriptors free up{since}"
+            ));
+            *last_logged = Some((std::time::Instant::now(), 0));
+        }
+    }
     spare.take();
     // SAFETY: accept4 on our listening socket with null address pointers.
     let fd = unsafe {

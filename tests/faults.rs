@@ -199,7 +199,7 @@ fn start_with_nofile(limit: u64, dir: &std::path::Path) -> (std::process::Child,
     cmd.args(["--listen", "127.0.0.1:0"])
         .current_dir(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(dir.join("server.log")).unwrap());
     // SAFETY: setrlimit only, between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -246,14 +246,24 @@ fn running_out_of_descriptors_answers_503_and_recovers() {
     drop(c);
     // Descriptors come back: normal service resumes.
     let ok = eventually(Duration::from_secs(10), || {
-        let mut c = Client::connect(addr);
+        let Ok(stream) = TcpStream::connect(addr) else {
+            return false;
+        };
+        let mut c = Client::from_stream(stream);
         c.send(b"GET /cgi-bin/hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         c.response().status == 200
     });
+    let alive = server.try_wait().map(|s| s.is_none()).unwrap_or(false);
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
-    let _ = server.wait();
-    assert!(ok, "the server did not recover once descriptors were free");
+    let status = server.wait();
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+    assert!(
+        ok,
+        "the server did not recover once descriptors were free (alive: {alive}, exit {status:?}); its log ends:\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
 }
 
 #[test]
