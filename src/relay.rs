@@ -223,7 +223,7 @@ pub async fn run(
 ) -> Outcome {
     // Whatever the script answers, the body is read to its end (dropped once the script
     // stops reading), so an early answer can still keep the connection.
-    ex.drain_body();
+    ex.drain_body(true);
     let mut r = Relay {
         out: OutQueue::default(),
         phase: if settings.raw {
@@ -246,6 +246,10 @@ pub async fn run(
     buf.resize(READ_BUF, 0);
     let result = r.pump(ex, backend, &mut settings, &mut buf).await;
     *ex.scratch() = buf;
+    if result.is_err() {
+        // Stopped before the body's end: an error page that follows must close.
+        ex.drain_body(false);
+    }
     let committed = ex.answer_started();
     if let Err(e) = &result
         && committed

@@ -537,3 +537,14 @@ fn output_past_the_scripts_own_content_length_is_dropped_with_a_log_line() {
         s.error_log()
     );
 }
+
+#[test]
+fn an_error_page_before_the_body_was_read_closes_the_connection() {
+    let s = TestServer::start(&[("silent", "#!/bin/sh\nexit 3\n")]);
+    let mut c = s.client();
+    c.send(b"POST /cgi-bin/silent HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345");
+    let r = c.response();
+    assert_eq!(r.status, 502);
+    // Half the body is still on its way: the connection cannot carry another request.
+    assert_eq!(r.header("connection"), Some("close"), "{:?}", r.headers);
+}

@@ -157,9 +157,10 @@ impl<'c> Exchange<'c> {
         }
     }
 
-    /// The handler promises to read the body to its end, whatever it answers.
-    pub fn drain_body(&mut self) {
-        self.drains_body = true;
+    /// Whether the handler reads the body to its end, whatever it answers: then an
+    /// early answer need not close the connection. Withdrawn when it stops early.
+    pub fn drain_body(&mut self, drains: bool) {
+        self.drains_body = drains;
     }
 
     /// The body turned out malformed or cut off: this connection cannot carry more.
