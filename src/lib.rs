@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod error;
 pub mod event_loop;
 pub mod fastcgi;
+pub mod file_cache;
 pub mod gateway;
 pub mod handlers;
 pub mod html;

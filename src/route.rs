@@ -163,8 +163,18 @@ pub struct Routes {
 
 impl Routes {
     /// What serves `clean` (a decoded, normalized path).
+    /// What it found is trusted by this loop for [`RESOLVED_FOR`]: walking the same
+    /// path again on every request costs a system call or more per request.
     pub fn decide(&self, clean: &str) -> Result<Target, PathError> {
-        self.decide_from(clean, true)
+        let key = (std::ptr::from_ref(self) as usize, clean);
+        if let Some(target) = resolved::get(key) {
+            return Ok(target);
+        }
+        let found = self.decide_from(clean, true);
+        if let Ok(target) = &found {
+            resolved::put(key, target.clone());
+        }
+        found
     }
 
     /// Which model a path that [`Routes::decide`] refused belongs to, for the
@@ -197,7 +207,7 @@ impl Routes {
     /// `first` is false for a `--try-files` fallback, which is served as it is: no
     /// status page, no second round of the list.
     fn decide_from(&self, clean: &str, first: bool) -> Result<Target, PathError> {
-        if let Some(script) = self.script(clean) {
+        if let Some(script) = self.find_script(clean) {
             return script;
         }
         if first && self.status_page && clean == STATUS_PATH {
@@ -325,21 +335,7 @@ impl Routes {
         })
     }
 
-    /// The script `clean` names, if it is under a script mount or `/fcgi-bin/`. A
-    /// script found is trusted for [`RESOLVED_FOR`] by this loop: looking the same
-    /// path up again on every request costs a system call per request.
-    fn script(&self, clean: &str) -> Option<Result<Target, PathError>> {
-        let key = (std::ptr::from_ref(self) as usize, clean);
-        if let Some(target) = resolved::get(key) {
-            return Some(Ok(target));
-        }
-        let found = self.find_script(clean)?;
-        if let Ok(target @ (Target::Cgi(_) | Target::Pooled(_))) = &found {
-            resolved::put(key, target.clone());
-        }
-        Some(found)
-    }
-
+    /// The script `clean` names, if it is under a script mount or `/fcgi-bin/`.
     fn find_script(&self, clean: &str) -> Option<Result<Target, PathError>> {
         for mount in &self.layout.mounts {
             if let Some(rest) = strip_mount(clean, &mount.url) {
@@ -436,13 +432,14 @@ pub struct Script {
     pub interpreter: Option<PathBuf>,
 }
 
-/// How long a loop trusts a script it found at a path (as nginx's
-/// `open_file_cache_valid` does, only shorter): a script removed or made
-/// non-executable is noticed within this long.
+/// How long a loop trusts what it found at a path (as nginx's `open_file_cache_valid`
+/// does, only shorter): a script or file removed, added or made non-executable is
+/// noticed within this long.
 const RESOLVED_FOR: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Each loop's recently found scripts, keyed by the routes that found them and the
-/// path; a loop's own, so no lock is shared.
+/// Each loop's recently decided paths, keyed by the routes that decided them and the
+/// path; a loop's own, so no lock is shared. Refusals are not kept: a file that
+/// appears is served at once.
 mod resolved {
     use std::cell::RefCell;
     use std::collections::HashMap;

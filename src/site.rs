@@ -11,6 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use crate::error::Error;
 use crate::fastcgi::pool::Pools;
+use crate::file_cache::{self, Copy};
 use crate::handlers::Handlers;
 use crate::html::encode_path;
 use crate::http::conn::SendError;
@@ -24,9 +25,6 @@ use crate::route::Layout;
 use crate::static_files::{self, StaticError, Validators};
 use crate::stats::Stats;
 use crate::status;
-
-/// Files up to this size go out in the same write as the head: one syscall, one packet.
-const INLINE_MAX: u64 = 64 * 1024;
 
 /// What went out for one answer of ours.
 #[derive(Debug)]
@@ -45,30 +43,32 @@ pub fn check_method(req: &Request) -> Result<(), Error> {
     }
 }
 
-/// Answers a GET or HEAD for the regular file at `path`.
+/// Answers a GET or HEAD for the regular file at `path`: a small one from this loop's
+/// copy of it (`file_cache`), a larger one with sendfile(2).
 pub async fn file(ex: &mut Exchange<'_>, req: &Request, path: &Path) -> Result<Sent, Error> {
     check_method(req)?;
+    if let Some(copy) = file_cache::get(path) {
+        return send_copy(ex, req, &copy).await;
+    }
     let file = File::open(path).map_err(|e| Error::Path(static_files::not_there(e)))?;
     // Validators from the open file, so they describe exactly what we send.
     let meta = file.metadata().map_err(Error::Internal)?;
     let v = Validators::new(meta.len(), meta.modified().unwrap_or(UNIX_EPOCH));
-    let plan = static_files::plan(req, path, &v)?;
-    let length = (plan.status != 304).then_some(plan.count);
-    let mut out = ex.head(
-        plan.status,
-        crate::http::response::reason(plan.status),
-        &plan.headers,
-        length,
-    );
+    let content_type = static_files::content_type(path);
+    if v.len <= file_cache::MAX_FILE {
+        let mut body = vec![0; v.len as usize];
+        file.read_exact_at(&mut body, 0).map_err(Error::Internal)?;
+        let copy = Copy {
+            validators: v,
+            content_type,
+            body,
+        };
+        return send_copy(ex, req, &file_cache::put(path, copy)).await;
+    }
+    let plan = static_files::plan(req, &content_type, &v)?;
+    let out = head(ex, &plan);
     if ex.bodyless() || plan.count == 0 {
         return send_whole(ex, plan.status, &out, 0).await;
-    }
-    if plan.count <= INLINE_MAX {
-        let at = out.len();
-        out.resize(at + plan.count as usize, 0);
-        file.read_exact_at(&mut out[at..], plan.start)
-            .map_err(Error::Internal)?;
-        return send_whole(ex, plan.status, &out, plan.count).await;
     }
     if let Err(e) = ex.send(&out).await {
         return Err(client_error(e));
@@ -86,6 +86,26 @@ pub async fn file(ex: &mut Exchange<'_>, req: &Request, path: &Path) -> Result<S
         bytes: ex.body_counts().0,
         error,
     })
+}
+
+/// Answers from a copy of a small file held in memory: head and body in one write.
+async fn send_copy(ex: &mut Exchange<'_>, req: &Request, copy: &Copy) -> Result<Sent, Error> {
+    let plan = static_files::plan(req, &copy.content_type, &copy.validators)?;
+    let mut out = head(ex, &plan);
+    if ex.bodyless() || plan.count == 0 {
+        return send_whole(ex, plan.status, &out, 0).await;
+    }
+    // Within the copy: the plan's span never passes the length it was made from.
+    let start = plan.start as usize;
+    let part = copy.body.get(start..start + plan.count as usize);
+    out.extend_from_slice(part.unwrap_or_default());
+    send_whole(ex, plan.status, &out, plan.count).await
+}
+
+fn head(ex: &mut Exchange<'_>, plan: &static_files::Plan) -> Vec<u8> {
+    let length = (plan.status != 304).then_some(plan.count);
+    let reason = crate::http::response::reason(plan.status);
+    ex.head(plan.status, reason, &plan.headers, length)
 }
 
 /// A head and body already in one buffer.

@@ -334,7 +334,7 @@ pub struct Plan {
 }
 
 /// Validators, conditional requests and ranges (RFC 9110 §13, §14) for one file.
-pub fn plan(req: &Request, path: &Path, v: &Validators) -> Result<Plan, StaticError> {
+pub fn plan(req: &Request, content_type: &str, v: &Validators) -> Result<Plan, StaticError> {
     if precondition_failed(req.header("if-match"), req.header("if-unmodified-since"), v) {
         return Err(StaticError::PreconditionFailed);
     }
@@ -354,7 +354,7 @@ pub fn plan(req: &Request, path: &Path, v: &Validators) -> Result<Plan, StaticEr
             count: 0,
         });
     }
-    headers.push(("Content-Type".to_owned(), content_type(path).into_bytes()));
+    headers.push(("Content-Type".to_owned(), content_type.as_bytes().to_vec()));
     headers.push(("Accept-Ranges".to_owned(), b"bytes".to_vec()));
     // RFC 9110 §14.2: Range is defined for GET only.
     let wanted = if req.method == "GET" {

@@ -7,6 +7,7 @@ mod common;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use cgi_testbed::Config;
 use cgi_testbed::try_files::TryFiles;
@@ -202,10 +203,13 @@ fn etag_and_if_none_match_give_304() {
     assert!(again.body.is_empty());
     let other = get_with(&s, "/notes.txt", "If-None-Match: \"other\"\r\n");
     assert_eq!(other.status, 200);
-    // A changed file gets a new tag, so the old one no longer matches.
+    // A changed file gets a new tag, so the old one no longer matches: within a
+    // second, for that long the loop answers from its copy (file_cache::FRESH_FOR).
     fs::write(site(&s).join("notes.txt"), "changed, and longer").unwrap();
+    std::thread::sleep(cgi_testbed::file_cache::FRESH_FOR + Duration::from_millis(100));
     let changed = get_with(&s, "/notes.txt", &format!("If-None-Match: {tag}\r\n"));
     assert_eq!(changed.status, 200);
+    assert_eq!(changed.text(), "changed, and longer");
     assert_ne!(changed.header("etag"), Some(tag.as_str()));
 }
 
