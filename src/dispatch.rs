@@ -2,6 +2,7 @@
 //! that model, follow local redirects, and turn every error into its status page with
 //! exactly one log line. This is the connection state machine's [`Handler`].
 
+use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -372,7 +373,8 @@ impl Dispatch {
             } => {
                 record.status = status;
                 record.bytes = body_bytes;
-                record.extra.push_str(&format!(" timing=\"{timing}\""));
+                // Writing into a String cannot fail.
+                let _ = write!(record.extra, " timing=\"{timing}\"");
                 if excess > 0 {
                     self.log.log(&format!(
                         "{tag} script wrote {excess} bytes past its own Content-Length; dropped"

@@ -444,17 +444,18 @@ fn finish(shared: &Shared, loops: Vec<JoinHandle<()>>) {
 /// A worker's process environment: what a script gets minus the per-request
 /// variables (those come in PARAMS), and php-cgi kept from forking its own children.
 fn worker_env(extra: &[(String, Vec<u8>)]) -> MetaVars {
-    let mut env: MetaVars = vec![("PATH".into(), DEFAULT_PATH.as_bytes().to_vec())];
+    let mut env = MetaVars::new();
+    env.push("PATH", DEFAULT_PATH.as_bytes());
     for (k, v) in extra {
-        env.retain(|(n, _)| n != k);
-        env.push((k.clone(), v.clone()));
+        env.remove(k);
+        env.push(k, v);
     }
-    env.retain(|(n, _)| n != "PHP_FCGI_CHILDREN");
-    env.push(("PHP_FCGI_CHILDREN".into(), b"0".to_vec()));
+    env.remove("PHP_FCGI_CHILDREN");
+    env.push("PHP_FCGI_CHILDREN", b"0");
     // php-cgi otherwise exits after 500 requests; recycling is --worker-max-requests'
     // job (as mod_fcgid advises). An explicit --env still wins.
-    if !env.iter().any(|(n, _)| n == "PHP_FCGI_MAX_REQUESTS") {
-        env.push(("PHP_FCGI_MAX_REQUESTS".into(), b"0".to_vec()));
+    if env.get("PHP_FCGI_MAX_REQUESTS").is_none() {
+        env.push("PHP_FCGI_MAX_REQUESTS", b"0");
     }
     env
 }

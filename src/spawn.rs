@@ -266,45 +266,51 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The C strings a child is started with, built before it exists.
-struct Words {
+struct Words<'a> {
     path: CString,
     cwd: CString,
     _owned: Vec<CString>,
     argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
+    /// `envp` points into the command's environment.
+    _env: std::marker::PhantomData<&'a MetaVars>,
 }
 
-impl Words {
-    fn new(cmd: &Command<'_>) -> io::Result<Words> {
+impl<'a> Words<'a> {
+    fn new(cmd: &Command<'a>) -> io::Result<Words<'a>> {
         let path = cstring(cmd.program.as_os_str().as_bytes())?;
         let cwd = cstring(cmd.cwd.as_os_str().as_bytes())?;
         let mut argv_owned = vec![path.clone()];
         for a in &cmd.args {
             argv_owned.push(cstring(a.as_bytes())?);
         }
-        let envp_owned = cmd
-            .env
+        // The environment's entries are C strings already; one with a NUL inside
+        // would be cut short, so it is refused as before.
+        let mut envp = Vec::with_capacity(cmd.env.len() + 1);
+        for entry in cmd.env.entries() {
+            if entry[..entry.len() - 1].contains(&0) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "NUL in environment",
+                ));
+            }
+            envp.push(entry.as_ptr().cast());
+        }
+        envp.push(std::ptr::null());
+        let argv = argv_owned
             .iter()
-            .map(|(k, v)| cstring(&[k.as_bytes(), b"=", v].concat()))
-            .collect::<io::Result<Vec<_>>>()?;
-        let pointers = |list: &[CString]| -> Vec<*const libc::c_char> {
-            list.iter()
-                .map(|c| c.as_ptr())
-                .chain(std::iter::once(std::ptr::null()))
-                .collect()
-        };
-        let argv = pointers(&argv_owned);
-        let envp = pointers(&envp_owned);
+            .map(|c| c.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
         // The pointers point into the CStrings' heap buffers, which moving them here
-        // does not move.
-        let mut owned = argv_owned;
-        owned.extend(envp_owned);
+        // does not move, and into `cmd.env`, which the lifetime keeps.
         Ok(Words {
             path,
             cwd,
-            _owned: owned,
+            _owned: argv_owned,
             argv,
             envp,
+            _env: std::marker::PhantomData,
         })
     }
 }
@@ -410,7 +416,7 @@ fn check(r: libc::c_int) -> io::Result<()> {
 
 /// One posix_spawn: 0/1/2 from `fds`, cwd, its own process group, an empty signal
 /// mask and every signal at its default. Exec errors come back as its result.
-fn posix_spawn_once(w: &Words, fds: &[i32; 3]) -> io::Result<i32> {
+fn posix_spawn_once(w: &Words<'_>, fds: &[i32; 3]) -> io::Result<i32> {
     // SAFETY: the objects are initialized before use and destroyed once (SpawnAttrs);
     // every pointer passed stays valid for the call (`w` and `fds` outlive it).
     unsafe {

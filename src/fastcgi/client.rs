@@ -200,12 +200,7 @@ impl<'a> Session<'a> {
             record::get_values(&mut out, names).map_err(protocol)?;
         }
         record::begin_request(&mut out, ID, record::FCGI_RESPONDER, keep_conn);
-        record::params(
-            &mut out,
-            ID,
-            params.iter().map(|(k, v)| (k.as_bytes(), v.as_slice())),
-        )
-        .map_err(protocol)?;
+        record::params(&mut out, ID, params.iter()).map_err(protocol)?;
         if !has_body {
             record::stream(&mut out, RecordType::Stdin, ID, &[]);
         }

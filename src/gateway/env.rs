@@ -1,6 +1,7 @@
 //! Request → RFC 3875 meta-variables (§4.1) and command-line words (§4.4); pure, and
 //! the one builder both CGI and FastCGI use.
 
+use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -8,8 +9,7 @@ use crate::http::head::Request;
 use crate::net::Endpoints;
 use crate::route::Script;
 
-/// A script's environment in order: (name, value bytes).
-pub type MetaVars = Vec<(String, Vec<u8>)>;
+pub use super::vars::MetaVars;
 
 /// What scripts get as PATH unless `--env`/`--pass-env` say otherwise.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -20,7 +20,7 @@ pub struct Site {
     pub server_software: String,
     pub document_root: std::path::PathBuf,
     /// `--env` and `--pass-env`, already resolved; they win over our defaults.
-    pub extra: MetaVars,
+    pub extra: Vec<(String, Vec<u8>)>,
     pub pass_authorization: bool,
 }
 
@@ -33,54 +33,63 @@ pub fn meta_variables(
     content_length: Option<u64>,
     site: &Site,
 ) -> MetaVars {
-    let mut env = MetaVars::with_capacity(32 + req.headers.len());
-    let mut set = |name: &str, value: &[u8]| env.push((name.to_owned(), value.to_vec()));
+    let mut env = MetaVars::with_capacity(32 + req.headers.len(), 1024);
+    // Writing into a Vec cannot fail.
+    let number = |n: u64| {
+        move |b: &mut Vec<u8>| {
+            let _ = write!(b, "{n}");
+        }
+    };
     let (path, query) = req.path_and_query();
-    set("PATH", DEFAULT_PATH.as_bytes());
-    set("GATEWAY_INTERFACE", b"CGI/1.1");
-    set("SERVER_SOFTWARE", site.server_software.as_bytes());
-    set("SERVER_PROTOCOL", req.version.as_str().as_bytes());
-    set("SERVER_NAME", server_name(req, ends.local.ip()).as_bytes());
-    set("SERVER_PORT", ends.local.port().to_string().as_bytes());
-    set("SERVER_ADDR", plain_ip(ends.local.ip()).as_bytes());
-    set("REMOTE_ADDR", plain_ip(ends.remote.ip()).as_bytes());
+    env.push("PATH", DEFAULT_PATH.as_bytes());
+    env.push("GATEWAY_INTERFACE", b"CGI/1.1");
+    env.push("SERVER_SOFTWARE", site.server_software.as_bytes());
+    env.push("SERVER_PROTOCOL", req.version.as_str().as_bytes());
+    env.push_with("SERVER_NAME", |b| server_name(b, req, ends.local.ip()));
+    env.push_with("SERVER_PORT", number(ends.local.port().into()));
+    env.push_with("SERVER_ADDR", |b| plain_ip(b, ends.local.ip()));
+    env.push_with("REMOTE_ADDR", |b| plain_ip(b, ends.remote.ip()));
     // RFC 3875 §4.1.9 allows the address when the name is not looked up.
-    set("REMOTE_HOST", plain_ip(ends.remote.ip()).as_bytes());
-    set("REMOTE_PORT", ends.remote.port().to_string().as_bytes());
-    set("REQUEST_METHOD", req.method.as_bytes());
-    set("REQUEST_URI", request_uri(path, query).as_bytes());
-    set("QUERY_STRING", query.unwrap_or("").as_bytes());
-    set("SCRIPT_NAME", script.script_name.as_bytes());
-    set(
+    env.push_with("REMOTE_HOST", |b| plain_ip(b, ends.remote.ip()));
+    env.push_with("REMOTE_PORT", number(ends.remote.port().into()));
+    env.push("REQUEST_METHOD", req.method.as_bytes());
+    env.push_with("REQUEST_URI", |b| {
+        b.extend_from_slice(path.as_bytes());
+        if let Some(q) = query {
+            b.push(b'?');
+            b.extend_from_slice(q.as_bytes());
+        }
+    });
+    env.push("QUERY_STRING", query.unwrap_or("").as_bytes());
+    env.push("SCRIPT_NAME", script.script_name.as_bytes());
+    env.push(
         "SCRIPT_FILENAME",
         script.file.as_os_str().as_encoded_bytes(),
     );
-    set("PATH_INFO", script.path_info.as_bytes());
+    env.push("PATH_INFO", script.path_info.as_bytes());
     if !script.path_info.is_empty() {
-        let translated = join_root(&site.document_root, &script.path_info);
-        set("PATH_TRANSLATED", translated.as_bytes());
+        env.push_with("PATH_TRANSLATED", |b| {
+            join_root(b, &site.document_root, &script.path_info);
+        });
     }
-    set(
+    env.push(
         "DOCUMENT_ROOT",
         site.document_root.as_os_str().as_encoded_bytes(),
     );
     // php-cgi built with force-cgi-redirect refuses to run without it.
-    set("REDIRECT_STATUS", b"200");
+    env.push("REDIRECT_STATUS", b"200");
     if let Some(n) = content_length {
-        set("CONTENT_LENGTH", n.to_string().as_bytes());
+        env.push_with("CONTENT_LENGTH", number(n));
     }
     if let Some(t) = req.header("content-type") {
-        set("CONTENT_TYPE", t);
+        env.push("CONTENT_TYPE", t);
     }
     if let Some(scheme) = req.header("authorization").and_then(auth_scheme) {
-        set("AUTH_TYPE", scheme);
+        env.push("AUTH_TYPE", scheme);
     }
     add_http_vars(&mut env, req, site.pass_authorization);
     for (name, value) in &site.extra {
-        match env.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1.clone_from(value),
-            None => env.push((name.clone(), value.clone())),
-        }
+        env.set(name, value);
     }
     env
 }
@@ -94,28 +103,54 @@ fn add_http_vars(env: &mut MetaVars, req: &Request, pass_authorization: bool) {
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             continue;
         }
-        let lower = name.to_ascii_lowercase();
-        let skip = match lower.as_str() {
-            // Carried as CONTENT_LENGTH / CONTENT_TYPE, or describe framing we removed.
-            "content-length" | "content-type" | "transfer-encoding" => true,
-            // httpoxy: HTTP_PROXY is read as the outbound proxy by many HTTP clients.
-            "proxy" | "proxy-authorization" => true,
-            "authorization" => !pass_authorization,
-            _ => false,
-        };
+        let is = |h: &str| name.eq_ignore_ascii_case(h);
+        // Carried as CONTENT_LENGTH / CONTENT_TYPE, or describe framing we removed;
+        // httpoxy: HTTP_PROXY is read as the outbound proxy by many HTTP clients.
+        let skip = [
+            "content-length",
+            "content-type",
+            "transfer-encoding",
+            "proxy",
+            "proxy-authorization",
+        ]
+        .into_iter()
+        .any(is)
+            || (is("authorization") && !pass_authorization);
         if skip {
             continue;
         }
-        let var = format!("HTTP_{}", lower.to_ascii_uppercase().replace('-', "_"));
-        let joiner: &[u8] = if lower == "cookie" { b"; " } else { b", " };
-        match env[first_http..].iter_mut().find(|(n, _)| *n == var) {
-            Some((_, existing)) => {
-                existing.extend_from_slice(joiner);
-                existing.extend_from_slice(value);
-            }
-            None => env.push((var, value.clone())),
+        let joiner: &[u8] = if is("cookie") { b"; " } else { b", " };
+        match env.position_where(first_http, |var| is_http_var_of(var, name)) {
+            Some(i) => env.extend_value(i, joiner, value),
+            None => env.push_named(
+                |b| {
+                    b.extend_from_slice(b"HTTP_");
+                    b.extend(name.bytes().map(http_var_byte));
+                },
+                |b| b.extend_from_slice(value),
+            ),
         }
     }
+}
+
+/// `Accept-Language` → `ACCEPT_LANGUAGE`, a byte at a time.
+fn http_var_byte(b: u8) -> u8 {
+    if b == b'-' {
+        b'_'
+    } else {
+        b.to_ascii_uppercase()
+    }
+}
+
+/// Is `var` the `HTTP_*` name of `header`?
+fn is_http_var_of(var: &[u8], header: &str) -> bool {
+    var.strip_prefix(b"HTTP_").is_some_and(|rest| {
+        rest.len() == header.len()
+            && rest
+                .iter()
+                .zip(header.bytes())
+                .all(|(&v, h)| v == http_var_byte(h))
+    })
 }
 
 /// The scheme token of an Authorization value (`Basic`, `Bearer`, ...).
@@ -128,8 +163,9 @@ fn auth_scheme(value: &[u8]) -> Option<&[u8]> {
     (!scheme.is_empty() && scheme.iter().all(|&b| crate::http::head::is_token(b))).then_some(scheme)
 }
 
-/// Host without its port (RFC 3875 §4.1.14); IPv6 literals keep their brackets.
-fn server_name(req: &Request, local: IpAddr) -> String {
+/// Host without its port (RFC 3875 §4.1.14), lower-cased; IPv6 literals keep their
+/// brackets. The head parser let only ASCII through.
+fn server_name(out: &mut Vec<u8>, req: &Request, local: IpAddr) {
     let host = req.host().unwrap_or_default();
     let name = if host.starts_with(b"[") {
         let end = host
@@ -143,35 +179,33 @@ fn server_name(req: &Request, local: IpAddr) -> String {
     };
     if name.is_empty() {
         match local {
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => format!("[{v6}]"),
-            ip => plain_ip(ip),
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let _ = write!(out, "[{v6}]");
+            }
+            ip => plain_ip(out, ip),
         }
     } else {
-        String::from_utf8_lossy(name).to_ascii_lowercase()
+        out.extend(name.iter().map(u8::to_ascii_lowercase));
     }
 }
 
 /// An address as scripts expect it: IPv4-mapped IPv6 shown as IPv4, no brackets.
-fn plain_ip(ip: IpAddr) -> String {
-    match ip {
+fn plain_ip(out: &mut Vec<u8>, ip: IpAddr) {
+    // Writing into a Vec cannot fail.
+    let _ = match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => v6.to_string(),
+            Some(v4) => write!(out, "{v4}"),
+            None => write!(out, "{v6}"),
         },
-        IpAddr::V4(v4) => v4.to_string(),
-    }
+        IpAddr::V4(v4) => write!(out, "{v4}"),
+    };
 }
 
-fn request_uri(path: &str, query: Option<&str>) -> String {
-    match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
-    }
-}
-
-fn join_root(root: &Path, path_info: &str) -> String {
-    let root = root.to_string_lossy();
-    format!("{}{}", root.trim_end_matches('/'), path_info)
+fn join_root(out: &mut Vec<u8>, root: &Path, path_info: &str) {
+    let root = root.as_os_str().as_encoded_bytes();
+    let end = root.len() - root.iter().rev().take_while(|&&b| b == b'/').count();
+    out.extend_from_slice(&root[..end]);
+    out.extend_from_slice(path_info.as_bytes());
 }
 
 /// RFC 3875 §4.4: a GET or HEAD query without an unencoded `=` is split on `+` into
@@ -230,7 +264,7 @@ mod tests {
     }
 
     fn get<'a>(env: &'a MetaVars, name: &str) -> Option<&'a str> {
-        let mut found = env.iter().filter(|(n, _)| n == name);
+        let mut found = env.iter().filter(|(n, _)| *n == name);
         let first = found.next().map(|(_, v)| std::str::from_utf8(v).unwrap());
         assert!(found.next().is_none(), "{name} set twice");
         first

@@ -1,7 +1,7 @@
 //! Response heads and framing: status line, our own headers, the framing choice
 //! (Content-Length, chunked or close-delimited) and short error pages.
 
-use std::time::SystemTime;
+use std::io::Write;
 
 use super::head::{Request, Version};
 
@@ -96,19 +96,53 @@ pub fn server_header() -> String {
     format!("cgi-testbed/{}", env!("CARGO_PKG_VERSION"))
 }
 
+/// The Date header's value, formatted once a second per thread (as nginx caches its
+/// time strings) rather than for every answer.
+mod date {
+    use std::cell::Cell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    /// `Sun, 06 Nov 1994 08:49:37 GMT`: IMF-fixdate is always this long.
+    const LEN: usize = 29;
+
+    thread_local! {
+        static NOW: Cell<(u64, [u8; LEN])> = const { Cell::new((u64::MAX, [0; LEN])) };
+    }
+
+    pub fn now(out: &mut Vec<u8>) {
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let (at, mut text) = NOW.get();
+        if at != secs {
+            let fresh = httpdate::fmt_http_date(now);
+            let Some(bytes) = fresh.as_bytes().first_chunk::<LEN>() else {
+                out.extend_from_slice(fresh.as_bytes());
+                return;
+            };
+            text = *bytes;
+            NOW.set((secs, text));
+        }
+        out.extend_from_slice(&text);
+    }
+}
+
 pub fn write_head(out: &mut Vec<u8>, head: &Head<'_>) {
-    out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", head.status, head.reason).as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", head.status, head.reason);
     let has = |name: &str| {
         head.headers
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case(name))
     };
     if !has("server") {
-        out.extend_from_slice(format!("Server: {}\r\n", server_header()).as_bytes());
+        out.extend_from_slice(
+            concat!("Server: cgi-testbed/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
+        );
     }
     if !has("date") {
-        let date = httpdate::fmt_http_date(SystemTime::now());
-        out.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+        out.extend_from_slice(b"Date: ");
+        date::now(out);
+        out.extend_from_slice(b"\r\n");
     }
     for (name, value) in head.headers {
         out.extend_from_slice(name.as_bytes());
@@ -118,7 +152,7 @@ pub fn write_head(out: &mut Vec<u8>, head: &Head<'_>) {
     }
     match (head.framing, head.announce_length) {
         (BodyFraming::Length(n), _) | (BodyFraming::Empty, Some(n)) => {
-            out.extend_from_slice(format!("Content-Length: {n}\r\n").as_bytes());
+            let _ = write!(out, "Content-Length: {n}\r\n");
         }
         (BodyFraming::Chunked, _) => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         _ => {}

@@ -330,11 +330,31 @@ where
     N: AsRef<[u8]>,
     V: AsRef<[u8]>,
 {
-    let mut body = Vec::new();
-    encode_pairs(&mut body, pairs)?;
-    // An empty `body` must not reach `stream` twice: that would be two terminators.
-    if !body.is_empty() {
+    // Encoded in place after a header left blank, so the usual PARAMS (one record)
+    // costs no buffer of its own; a longer one is cut into records afterwards.
+    let start = buf.len();
+    buf.extend_from_slice(&[0; FCGI_HEADER_LEN]);
+    if let Err(e) = encode_pairs(buf, pairs) {
+        buf.truncate(start);
+        return Err(e);
+    }
+    let len = buf.len() - start - FCGI_HEADER_LEN;
+    if len > FCGI_MAX_CONTENT_LEN {
+        let body = buf.split_off(start + FCGI_HEADER_LEN);
+        buf.truncate(start);
         stream(buf, RecordType::Params, request_id, &body);
+    } else if len > 0 {
+        let header = Header {
+            record_type: RecordType::Params,
+            request_id,
+            content_length: len as u16,
+            padding_length: padding_for(len),
+        };
+        buf[start..start + FCGI_HEADER_LEN].copy_from_slice(&header.encode());
+        buf.resize(buf.len() + usize::from(header.padding_length), 0);
+    } else {
+        // No pairs: the terminator alone.
+        buf.truncate(start);
     }
     stream(buf, RecordType::Params, request_id, &[]);
     Ok(())

@@ -35,7 +35,7 @@ pub fn trivial_program() -> Option<PathBuf> {
 /// Starts `program` up to `samples` times per mode (or for `cap` per cell) at each
 /// ballast size, the two modes taking turns so both see the same conditions.
 pub fn measure(program: &Path, ballast_mib: &[usize], samples: usize, cap: Duration) -> Vec<Cell> {
-    let env: MetaVars = vec![("PATH".into(), DEFAULT_PATH.as_bytes().to_vec())];
+    let env: MetaVars = [("PATH", DEFAULT_PATH)].into_iter().collect();
     let mut cells = Vec::new();
     for &mib in ballast_mib {
         let ballast = touched(mib << 20);
