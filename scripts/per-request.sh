@@ -17,14 +17,8 @@ n=${1:-2000}
 need=()
 for t in strace heaptrack wrk gcc; do command -v $t >/dev/null || need+=($t); done
 [ -e /usr/include/fcgi_stdio.h ] || need+=(libfcgi-dev)
-if [ ${#need[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
-    else
-        echo "missing: ${need[*]}" >&2
-        exit 1
-    fi
-fi
+. scripts/lib/install.sh
+install_missing "${need[@]}"
 if [ -z "${BIN:-}" ]; then
     cargo build --release -q
     BIN=target/release/cgi-testbed

@@ -36,14 +36,8 @@ command -v php-cgi >/dev/null || need+=(php-cgi)
 command -v wrk >/dev/null || need+=(wrk)
 [ -e /usr/include/fcgi_stdio.h ] || need+=(libfcgi-dev)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
-if [ ${#need[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
-    else
-        echo "missing: ${need[*]}" >&2
-        exit 1
-    fi
-fi
+. scripts/lib/install.sh
+install_missing "${need[@]}"
 
 tmp=$(mktemp -d)
 # nginx and fcgiwrap workers run as www-data: they must reach everything in here.
