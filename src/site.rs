@@ -3,7 +3,6 @@
 //! and `/server-status`. Pages that read the filesystem or /proc are built in the
 //! loop's small blocking pool, not in the loop.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,6 +24,7 @@ use crate::route::Layout;
 use crate::static_files::{self, StaticError, Validators};
 use crate::stats::Stats;
 use crate::status;
+use crate::sys;
 
 /// What went out for one answer of ours.
 #[derive(Debug)]
@@ -50,7 +50,16 @@ pub async fn file(ex: &mut Exchange<'_>, req: &Request, path: &Path) -> Result<S
     if let Some(copy) = file_cache::get(path) {
         return send_copy(ex, req, &copy).await;
     }
-    let file = File::open(path).map_err(|e| Error::Path(static_files::not_there(e)))?;
+    // The path was made canonical when it was resolved, maybe a second ago (the
+    // route cache): a symlink met now was put there since, and could lead out of the
+    // root, so it is refused rather than followed.
+    let file = sys::open_no_symlinks(path).map_err(|e| {
+        Error::Path(if sys::errno_is(&e, libc::ELOOP) {
+            PathError::Forbidden("a symlink appeared on the path since it was resolved")
+        } else {
+            static_files::not_there(e)
+        })
+    })?;
     // Validators from the open file, so they describe exactly what we send.
     let meta = file.metadata().map_err(Error::Internal)?;
     let v = Validators::new(meta.len(), meta.modified().unwrap_or(UNIX_EPOCH));

@@ -129,6 +129,29 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Opens `path` for reading only if no component of it is a symlink (openat2's
+/// RESOLVE_NO_SYMLINKS, Linux 5.6+; before it, or where a seccomp filter refuses it,
+/// only the last component is checked, with O_NOFOLLOW). A path made canonical earlier
+/// that now meets a symlink was changed since: ELOOP.
+pub fn open_no_symlinks(path: &std::path::Path) -> io::Result<std::fs::File> {
+    use nix::fcntl::{AT_FDCWD, OFlag, OpenHow, ResolveFlag, openat2};
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC;
+    let how = OpenHow::new()
+        .flags(flags)
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS);
+    match openat2(AT_FDCWD, path, how).map_err(io::Error::from) {
+        Ok(fd) => Ok(fd.into()),
+        Err(e) if errno_is(&e, libc::ENOSYS) || errno_is(&e, libc::EPERM) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Number of descriptors this process has open (for leak checks and status).
 pub fn open_fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count().saturating_sub(1))

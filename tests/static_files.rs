@@ -331,6 +331,35 @@ fn nothing_outside_the_root_is_served() {
 }
 
 #[test]
+fn a_path_swapped_for_a_symlink_out_of_the_root_is_not_followed() {
+    // The loop trusts a resolved path for a second; within it, a file (or a directory
+    // on the way) replaced by a symlink must not lead out. Files over 64 KiB are
+    // opened on every request (no copy is kept), so the open itself must refuse.
+    let s = site_server(&[], |_| {});
+    let root = site(&s);
+    let outside = s.dir.path().join("outside");
+    fs::create_dir_all(root.join("sub")).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    let big = vec![b'a'; 70_000];
+    let secret = vec![b'S'; 70_000];
+    for dir in [&root, &root.join("sub")] {
+        fs::write(dir.join("big.txt"), &big).unwrap();
+    }
+    fs::write(outside.join("big.txt"), &secret).unwrap();
+    assert_eq!(s.get("/big.txt").body, big);
+    assert_eq!(s.get("/sub/big.txt").body, big);
+    fs::remove_file(root.join("big.txt")).unwrap();
+    symlink(outside.join("big.txt"), root.join("big.txt")).unwrap();
+    fs::rename(root.join("sub"), root.join("sub.old")).unwrap();
+    symlink(&outside, root.join("sub")).unwrap();
+    for path in ["/big.txt", "/sub/big.txt"] {
+        let r = s.get(path);
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        assert!(!r.body.starts_with(b"SSS"), "{path} leaked");
+    }
+}
+
+#[test]
 fn script_directories_are_never_static() {
     // The cgi-dir inside the root under another name, and a symlink to a script.
     let s = TestServer::with(&[("app", APP_SCRIPT)], |c| {
