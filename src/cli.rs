@@ -140,6 +140,12 @@ pub struct Args {
     #[arg(long, default_value = "16MiB")]
     pub max_spill: ByteSize,
 
+    /// Copies of small static files (up to 64 KiB each) each event loop keeps, and
+    /// sends for a second without reading the file again; past it the loop starts
+    /// over. 0 keeps none: every request reads its file.
+    #[arg(long, default_value = "4MiB")]
+    pub file_cache: ByteSize,
+
     /// Largest request body (e.g. 10MiB).
     #[arg(long, default_value = "1GiB")]
     pub max_body: ByteSize,
@@ -341,6 +347,7 @@ impl Args {
         config.min_send_rate = self.min_send_rate.as_u64();
         config.max_connections = self.max_connections as usize;
         config.max_spill = self.max_spill.as_u64();
+        config.file_cache = self.file_cache.as_u64();
         config.fcgi_allow = self.fcgi_allow;
         config.max_body = self.max_body.as_u64();
         config.max_header = usize::try_from(self.max_header.as_u64()).map_err(|e| e.to_string())?;

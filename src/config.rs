@@ -62,6 +62,9 @@ pub struct Config {
     /// `--max-spill`: script output held on disk for one request while its client is
     /// still sending the body; beyond it the script is not read.
     pub max_spill: u64,
+    /// `--file-cache`: bytes of small static files each loop keeps copies of for a
+    /// second (0: none).
+    pub file_cache: u64,
     /// `--fcgi-allow`: the only names `/fcgi-bin/` runs as worker pools (empty: all).
     pub fcgi_allow: Vec<String>,
     /// `--env` and `--pass-env`, resolved.
@@ -148,6 +151,7 @@ impl Config {
             proc_wait: Duration::from_secs(2),
             max_connections: 1024,
             max_spill: 16 << 20,
+            file_cache: 4 << 20,
             fcgi_allow: Vec::new(),
             env: Vec::new(),
             interpreters: Vec::new(),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::cgi::Cgi;
 use crate::error::Error;
 use crate::fastcgi::FastCgi;
+use crate::file_cache;
 use crate::http::body::{BodyError, Prepared, Spooled};
 use crate::http::connection::{Handler, HeadFailure};
 use crate::http::exchange::Exchange;
@@ -37,7 +38,7 @@ enum Via<'a> {
 /// Local redirects followed for one request before giving up (Apache uses 10).
 const MAX_REDIRECTS: usize = 10;
 
-/// Per-request limits of the script models.
+/// Per-request limits, and the static files' budget.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// `--timeout`: a script's run time.
@@ -50,6 +51,8 @@ pub struct Limits {
     pub max_spill: u64,
     /// `--limit-output`.
     pub max_output: Option<u64>,
+    /// `--file-cache`.
+    pub file_cache: u64,
     pub server_timing: bool,
 }
 
@@ -215,7 +218,11 @@ impl Dispatch {
             }
             Target::File(path) => {
                 record.model = Model::Static;
-                site::file(ex, req, &path).await?
+                let cache = file_cache::Budget {
+                    max: self.limits.file_cache,
+                    log: &self.log,
+                };
+                site::file(ex, req, &path, &cache).await?
             }
             Target::AddSlash => {
                 record.model = Model::Builtin;

@@ -190,6 +190,7 @@ impl Server {
             spool_memory: config.spool_memory,
             max_spill: config.max_spill,
             max_output: config.limits.output,
+            file_cache: config.file_cache,
             server_timing: config.server_timing,
         };
         let dispatch = Dispatch::new(

@@ -45,7 +45,12 @@ pub fn check_method(req: &Request) -> Result<(), Error> {
 
 /// Answers a GET or HEAD for the regular file at `path`: a small one from this loop's
 /// copy of it (`file_cache`), a larger one with sendfile(2).
-pub async fn file(ex: &mut Exchange<'_>, req: &Request, path: &Path) -> Result<Sent, Error> {
+pub async fn file(
+    ex: &mut Exchange<'_>,
+    req: &Request,
+    path: &Path,
+    cache: &file_cache::Budget<'_>,
+) -> Result<Sent, Error> {
     check_method(req)?;
     if let Some(copy) = file_cache::get(path) {
         return send_copy(ex, req, &copy).await;
@@ -72,7 +77,7 @@ pub async fn file(ex: &mut Exchange<'_>, req: &Request, path: &Path) -> Result<S
             content_type,
             body,
         };
-        return send_copy(ex, req, &file_cache::put(path, copy)).await;
+        return send_copy(ex, req, &file_cache::put(path, copy, cache)).await;
     }
     let plan = static_files::plan(req, &content_type, &v)?;
     let out = head(ex, &plan);

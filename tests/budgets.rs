@@ -1,10 +1,11 @@
 //! Every resource a client can make the server use has a bound, with a flag, a
 //! default, a log line and a status when reached: open connections, running scripts
 //! (lingering ones included), output spilled to disk, FastCGI workers in all pools,
-//! and which programs may become worker pools.
+//! which programs may become worker pools, and copies of small static files.
 
 mod common;
 
+use std::fs;
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -225,4 +226,40 @@ fn fcgi_allow_limits_which_programs_become_pools() {
         pools.iter().all(|p| p.name != "/fcgi-bin/hello"),
         "{pools:?}"
     );
+}
+
+/// A server of static files under `<tmp>/www`, made by `files`, with `--file-cache`
+/// at `budget` and one loop (so every request meets the same copies).
+fn file_server(files: &[(&str, Vec<u8>)], budget: u64) -> TestServer {
+    TestServer::with(&[], |c| {
+        let root = c.cgi_dir.parent().expect("parent").join("www");
+        fs::create_dir_all(&root).expect("mkdir");
+        for (name, data) in files {
+            fs::write(root.join(name), data).expect("write");
+        }
+        c.document_root = Some(root);
+        c.file_cache = budget;
+        c.loops = 1;
+    })
+}
+
+#[test]
+fn copies_of_small_files_start_over_at_file_cache_and_zero_keeps_none() {
+    let big = vec![b'x'; 60_000];
+    let s = file_server(&[("a.bin", big.clone()), ("b.bin", big.clone())], 100_000);
+    // The second copy does not fit beside the first: the loop starts over, says so
+    // once, and every answer is still whole.
+    for path in ["/a.bin", "/b.bin", "/a.bin", "/b.bin"] {
+        let r = s.get(path);
+        assert_eq!((r.status, r.body.len()), (200, big.len()), "{path}");
+    }
+    let lines = s.log_lines_with("--file-cache 97.7 KiB");
+    assert_eq!(lines.len(), 1, "{:#?}", s.error_log());
+
+    // None kept: a file changed is sent changed at once.
+    let s = file_server(&[("notes.txt", b"one".to_vec())], 0);
+    assert_eq!(s.get("/notes.txt").text(), "one");
+    fs::write(s.dir.path().join("www/notes.txt"), "two, longer").expect("write");
+    assert_eq!(s.get("/notes.txt").text(), "two, longer");
+    assert!(s.log_lines_with("--file-cache").is_empty());
 }

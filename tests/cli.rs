@@ -69,6 +69,7 @@ fn version_and_help() {
         "--min-send-rate",
         "--max-connections",
         "--max-spill",
+        "--file-cache",
         "--workers-total",
         "--fcgi-allow",
         "--timeout",
