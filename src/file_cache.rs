@@ -35,7 +35,7 @@ pub struct Budget<'a> {
 
 /// A file as it was when read: its validators and bytes come from the same open file.
 #[derive(Debug)]
-pub struct Copy {
+pub struct Snapshot {
     pub validators: Validators,
     pub content_type: String,
     pub body: Vec<u8>,
@@ -43,7 +43,7 @@ pub struct Copy {
 
 struct Kept {
     at: Instant,
-    copy: Rc<Copy>,
+    copy: Rc<Snapshot>,
 }
 
 #[derive(Default)]
@@ -58,7 +58,7 @@ thread_local! {
 }
 
 /// The copy of `path` read less than [`FRESH_FOR`] ago, if there is one.
-pub fn get(path: &Path) -> Option<Rc<Copy>> {
+pub fn get(path: &Path) -> Option<Rc<Snapshot>> {
     CACHE.with(|c| {
         let c = c.borrow();
         let kept = c.files.get(path)?;
@@ -68,7 +68,7 @@ pub fn get(path: &Path) -> Option<Rc<Copy>> {
 
 /// Keeps `copy` of `path` (its body at most [`MAX_FILE`] bytes) within `budget`, and
 /// hands it back.
-pub fn put(path: &Path, copy: Copy, budget: &Budget<'_>) -> Rc<Copy> {
+pub fn put(path: &Path, copy: Snapshot, budget: &Budget<'_>) -> Rc<Snapshot> {
     let copy = Rc::new(copy);
     let size = kept_size(path, &copy);
     if size > budget.max {
@@ -101,7 +101,7 @@ pub fn put(path: &Path, copy: Copy, budget: &Budget<'_>) -> Rc<Copy> {
     copy
 }
 
-fn kept_size(path: &Path, copy: &Copy) -> u64 {
+fn kept_size(path: &Path, copy: &Snapshot) -> u64 {
     (copy.body.len() + path.as_os_str().len()) as u64
 }
 
@@ -112,8 +112,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::UNIX_EPOCH;
 
-    fn copy(body: &[u8]) -> Copy {
-        Copy {
+    fn copy(body: &[u8]) -> Snapshot {
+        Snapshot {
             validators: Validators::new(body.len() as u64, UNIX_EPOCH),
             content_type: "text/plain".into(),
             body: body.to_vec(),

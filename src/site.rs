@@ -10,7 +10,7 @@ use std::time::UNIX_EPOCH;
 
 use crate::error::Error;
 use crate::fastcgi::pool::Pools;
-use crate::file_cache::{self, Copy};
+use crate::file_cache::{self, Snapshot};
 use crate::handlers::Handlers;
 use crate::html::encode_path;
 use crate::http::conn::SendError;
@@ -72,7 +72,7 @@ pub async fn file(
     if v.len <= file_cache::MAX_FILE {
         let mut body = vec![0; v.len as usize];
         file.read_exact_at(&mut body, 0).map_err(Error::Internal)?;
-        let copy = Copy {
+        let copy = Snapshot {
             validators: v,
             content_type,
             body,
@@ -103,7 +103,7 @@ pub async fn file(
 }
 
 /// Answers from a copy of a small file held in memory: head and body in one write.
-async fn send_copy(ex: &mut Exchange<'_>, req: &Request, copy: &Copy) -> Result<Sent, Error> {
+async fn send_copy(ex: &mut Exchange<'_>, req: &Request, copy: &Snapshot) -> Result<Sent, Error> {
     let plan = static_files::plan(req, &copy.content_type, &copy.validators)?;
     let mut out = head(ex, &plan);
     if ex.bodyless() || plan.count == 0 {
