@@ -29,8 +29,9 @@ impl Loop {
     pub fn new(index: usize) -> io::Result<Loop> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            // Blocking work (a DNS lookup for an external FastCGI server, the pages
-            // that walk /proc) goes to a small pool, never to a thread per connection.
+            // Blocking work (a script's start, a DNS lookup for an external FastCGI
+            // server, the pages that walk /proc) goes to a small pool, never to a
+            // thread per connection.
             .max_blocking_threads(2)
             .thread_name(format!("loop-{index}-blocking"))
             .build()?;

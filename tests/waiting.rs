@@ -12,9 +12,32 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const BIG: usize = 10 << 20;
+const LOOPS: usize = 2;
+/// Threads a loop's blocking pool may add (script starts, DNS, the status page).
+const POOL_PER_LOOP: usize = 2;
 
-fn threads_of_this_process() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count())
+/// These tests count this process's threads and time its loops: each runs alone.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// This process's threads: (the loops' blocking pools', all others).
+fn threads_of_this_process() -> (usize, usize) {
+    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let pools = names
+        .iter()
+        .filter(|n| n.trim_end().ends_with("-blocking"))
+        .count();
+    (pools, names.len() - pools)
 }
 
 /// Asks for `path` and then reads the answer one byte at a time, until `stop`.
@@ -32,6 +55,7 @@ fn slow_reader(addr: SocketAddr, path: &'static str, stop: Arc<AtomicBool>) {
 
 #[test]
 fn a_hundred_slow_readers_of_big_answers_do_not_stop_the_server() {
+    let _alone = one_at_a_time();
     let s = TestServer::with(
         &[
             ("hello", HELLO_SCRIPT),
@@ -46,6 +70,7 @@ fn a_hundred_slow_readers_of_big_answers_do_not_stop_the_server() {
             std::fs::write(root.join("big.bin"), vec![b'x'; BIG]).expect("big file");
             std::fs::write(root.join("small.txt"), "small\n").expect("small file");
             c.document_root = Some(root);
+            c.loops = LOOPS;
         },
     );
     // Warm up (the first answers start what the server starts lazily).
@@ -90,15 +115,76 @@ fn a_hundred_slow_readers_of_big_answers_do_not_stop_the_server() {
         eventually(Duration::from_secs(10), || shared.children.count() == 0),
         "scripts of departed readers still running"
     );
+    // No thread per connection: only the loops' small pools (where scripts start) may
+    // have grown, and no further than their bound.
+    let settled = || {
+        let (pools, others) = threads_of_this_process();
+        pools <= POOL_PER_LOOP * LOOPS && others <= threads_before.1
+    };
     assert!(
-        eventually(Duration::from_secs(5), || threads_of_this_process()
-            <= threads_before),
-        "threads: {threads_before} before, {} after",
+        eventually(Duration::from_secs(5), settled),
+        "threads (pools, others): {threads_before:?} before, {:?} after",
         threads_of_this_process()
     );
 }
 
 /// Processes whose command line mentions our temp directory or the sleep of ours.
+#[test]
+fn starting_scripts_never_holds_the_loop() {
+    let _alone = one_at_a_time();
+    // One loop. A script open for writing cannot be exec'd (ETXTBSY), and each start
+    // is retried for about 100 ms: twenty of them hold whatever starts them for some
+    // two seconds. A small file asked for meanwhile is answered at once, because
+    // scripts start in the loop's blocking pool, not in the loop.
+    let s = TestServer::with(&[("busy", HELLO_SCRIPT)], |c| {
+        c.loops = 1;
+        let root = c.cgi_dir.parent().expect("parent").join("www");
+        std::fs::create_dir_all(&root).expect("mkdir");
+        std::fs::write(root.join("small.txt"), "small\n").expect("write");
+        c.document_root = Some(root);
+    });
+    let writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(s.cgi_dir().join("busy"))
+        .expect("open the script for writing");
+    let started = Instant::now();
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            let addr = s.addr();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.send(b"GET /cgi-bin/busy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                c.response().status
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let asked = Instant::now();
+    let small = s.get("/small.txt");
+    let took = asked.elapsed();
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    let busy_for = started.elapsed();
+    drop(writer);
+    assert_eq!(small.text(), "small\n");
+    assert!(statuses.iter().all(|&st| st >= 500), "{statuses:?}");
+    assert!(
+        busy_for >= Duration::from_millis(900),
+        "the starts were not held long enough to tell ({busy_for:?})"
+    );
+    assert!(
+        took < Duration::from_millis(500),
+        "a small file waited {took:?} while scripts were being started"
+    );
+    assert_eq!(
+        s.get("/cgi-bin/busy").status,
+        200,
+        "the script runs once closed"
+    );
+}
+
 fn processes_mentioning(marker: &str) -> Vec<u32> {
     let me = std::process::id();
     std::fs::read_dir("/proc")
@@ -118,6 +204,7 @@ fn processes_mentioning(marker: &str) -> Vec<u32> {
 
 #[test]
 fn sigterm_with_every_loop_busy_exits_within_the_grace_and_leaves_nothing() {
+    let _alone = one_at_a_time();
     let dir = tempfile::tempdir().expect("tempdir");
     let cgi = dir.path().join("cgi-bin");
     // Not exec'd, so both the shell (its command line names our directory) and its

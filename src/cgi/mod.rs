@@ -3,7 +3,7 @@
 //! sure the process group is gone afterwards. A script slot (`--max-procs`) is held
 //! until the process has exited, even when it outlives its answer.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -24,7 +24,7 @@ use crate::logger::Logger;
 use crate::process::{Child, ExitInfo, Registry};
 use crate::relay::{self, Backend, BodyIn, Call, Outcome, Output};
 use crate::script_log::ScriptLog;
-use crate::spawn::{self, Command, Input, SpawnMode};
+use crate::spawn::{self, Input, Job, SpawnMode};
 use crate::stats::Stats;
 use crate::sys;
 
@@ -99,34 +99,32 @@ impl Cgi {
             }
             Prepared::File(f, n) => (Input::File(f), BodyIn::None, Some(n)),
         };
-        let vars = env::meta_variables(req, script, ex.ends(), length, &self.site);
+        let env = env::meta_variables(req, script, ex.ends(), length, &self.site);
         let (_, query) = req.path_and_query();
         let words = env::argv_from_query(&req.method, query);
-        let mut args: Vec<&OsStr> = Vec::new();
-        let program: &Path = match &script.interpreter {
+        let mut args: Vec<OsString> = Vec::new();
+        let program = match &script.interpreter {
             Some(interp) => {
-                args.push(script.file.as_os_str());
-                interp
+                args.push(script.file.clone().into_os_string());
+                interp.clone()
             }
-            None => &script.file,
+            None => script.file.clone(),
         };
-        args.extend(words.iter().map(|w| OsStr::from_bytes(w)));
-        let cwd = script.file.parent().unwrap_or(Path::new("/"));
+        args.extend(words.iter().map(|w| OsStr::from_bytes(w).to_owned()));
+        let cwd = script.file.parent().unwrap_or(Path::new("/")).to_path_buf();
         let limits = self.limits.for_process().map_err(Error::Internal)?;
         let spawn_started = Instant::now();
         // Counted as it starts, so the status page's rate includes scripts running now.
         self.stats.spawned();
-        let spawned = spawn::spawn(
-            self.spawn,
-            Command {
-                program,
-                args,
-                env: &vars,
-                cwd,
-                input,
-                limits: (!limits.is_empty()).then(|| limits.in_child()),
-            },
-        )?;
+        let job = Job {
+            program,
+            args,
+            env,
+            cwd,
+            input,
+            limits,
+        };
+        let (spawned, limits) = spawn::start_off_loop(self.spawn, job).await?;
         settings.timing.spawn = spawn_started.elapsed();
         let pid = spawned.pid;
         self.stats.set_pid(id, pid);
