@@ -494,25 +494,30 @@ impl Pool {
                 lock(&self.state).busy.insert(w.pid, (0, Instant::now()));
                 Ok(w)
             }
-            Err((e, watch)) => {
-                let why = match &watch {
-                    Some(watch) => watch.reason(&e.to_string()).await,
-                    None => e.to_string(),
-                };
-                let mut st = lock(&self.state);
-                st.total -= 1;
-                self.record_failure(&mut st, &why);
-                let next = self.next_waiter(&st);
-                drop(st);
-                self.common.unreserve();
-                if let Some(q) = next {
-                    self.freed[q].notify_one();
-                }
-                Err(match e {
-                    Error::WorkerLost(_) => Error::WorkerLost(why),
-                    other => other,
-                })
-            }
+            Err((e, watch)) => Err(self.start_failed(e, watch).await),
+        }
+    }
+
+    /// A worker that did not start: counted out and as a failure (the back-off), its
+    /// room given back, and the next waiting request woken to decide again. Returns
+    /// the error, explained by the process's last words when it got that far.
+    async fn start_failed(&self, e: Error, watch: Option<Arc<OutputWatch>>) -> Error {
+        let why = match &watch {
+            Some(watch) => watch.reason(&e.to_string()).await,
+            None => e.to_string(),
+        };
+        let mut st = lock(&self.state);
+        st.total -= 1;
+        self.record_failure(&mut st, &why);
+        let next = self.next_waiter(&st);
+        drop(st);
+        self.common.unreserve();
+        if let Some(q) = next {
+            self.freed[q].notify_one();
+        }
+        match e {
+            Error::WorkerLost(_) => Error::WorkerLost(why),
+            other => other,
         }
     }
 
@@ -678,15 +683,7 @@ impl Pool {
                 }
             }
             Err((e, watch)) => {
-                let why = match &watch {
-                    Some(watch) => watch.reason(&e.to_string()).await,
-                    None => e.to_string(),
-                };
-                let mut st = lock(&self.state);
-                st.total -= 1;
-                self.record_failure(&mut st, &why);
-                drop(st);
-                self.common.unreserve();
+                self.start_failed(e, watch).await;
             }
         }
     }
