@@ -24,16 +24,7 @@ fn start(args: &[&str], dir: &Path) -> (Child, SocketAddr) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start binary");
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .expect("address");
+    let addr = listening_address(&mut child);
     (child, addr)
 }
 
@@ -312,16 +303,7 @@ fn scripts_and_workers_start_with_clean_signals_whatever_the_server_inherited() 
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start binary");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read");
-        let addr: SocketAddr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("address");
+        let addr: SocketAddr = listening_address(&mut child);
         let server = || std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
         let ignored = signal_set(&server(), "SigIgn:");
         assert!(

@@ -215,7 +215,6 @@ fn usage(pid: u32) -> Usage {
 
 /// The built server over `dir/cgi-bin`, and its address.
 fn start_server(dir: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
-    use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cgi-testbed"))
         .args([
             "--listen",
@@ -238,15 +237,7 @@ fn start_server(dir: &std::path::Path) -> (std::process::Child, std::net::Socket
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start server");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let addr = line
-        .trim()
-        .trim_start_matches("listening on http://")
-        .parse()
-        .expect("address");
+    let addr = listening_address(&mut child);
     (child, addr)
 }
 

@@ -457,14 +457,18 @@ pub fn start_binary(cgi: &Path, log: &Path, args: &[&str]) -> (std::process::Chi
         .stderr(std::fs::File::create(log).expect("log file"))
         .spawn()
         .expect("start the server");
+    let addr = listening_address(&mut child);
+    (child, addr)
+}
+
+/// The address a started binary (its stdout piped) printed on its first line.
+pub fn listening_address(child: &mut std::process::Child) -> SocketAddr {
     let mut line = String::new();
-    let stdout = child.stdout.take().expect("stdout");
+    let stdout = child.stdout.as_mut().expect("stdout piped");
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("read");
-    let addr = line
-        .trim()
+    line.trim()
         .strip_prefix("listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .parse()
-        .expect("address");
-    (child, addr)
+        .expect("address")
 }
