@@ -11,12 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 for t in wrk gcc; do command -v $t >/dev/null || need+=($t); done
-. scripts/lib/install.sh
+. scripts/lib/measure.sh
 install_missing "${need[@]}"
-if [ -z "${BIN:-}" ]; then
-    cargo build --release -q
-    BIN=target/release/cgi-testbed
-fi
+ours_binary
 tmp=$(mktemp -d)
 server=
 cleanup() {

@@ -17,12 +17,9 @@ n=${1:-2000}
 need=()
 for t in strace heaptrack wrk gcc; do command -v $t >/dev/null || need+=($t); done
 [ -e /usr/include/fcgi_stdio.h ] || need+=(libfcgi-dev)
-. scripts/lib/install.sh
+. scripts/lib/measure.sh
 install_missing "${need[@]}"
-if [ -z "${BIN:-}" ]; then
-    cargo build --release -q
-    BIN=target/release/cgi-testbed
-fi
+ours_binary
 tmp=$(mktemp -d)
 server=
 cleanup() {

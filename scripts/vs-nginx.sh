@@ -36,7 +36,7 @@ command -v php-cgi >/dev/null || need+=(php-cgi)
 command -v wrk >/dev/null || need+=(wrk)
 [ -e /usr/include/fcgi_stdio.h ] || need+=(libfcgi-dev)
 command -v gcc >/dev/null || need+=(gcc libc6-dev)
-. scripts/lib/install.sh
+. scripts/lib/measure.sh
 install_missing "${need[@]}"
 
 tmp=$(mktemp -d)
