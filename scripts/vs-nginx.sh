@@ -10,6 +10,11 @@
 #              ours /fcgi-bin/ · nginx -> 4 `php-cgi -b` workers on unix sockets
 #   static     a 6-byte file: ours --root · nginx · lighttpd
 #
+# The CGI rows also print the spawn ceiling (scripts/vs-nginx/spawn-ceiling.c): one
+# posix_spawn + waitpid loop per core running the same program with no server at
+# all, measured in every round between the servers' runs. No server can run the
+# program more often than that, so it bounds every ratio in the row.
+#
 # Each is asked by wrk at 8 keep-alive connections, in turns, ROUNDS times, and the
 # C programs once more at 1 connection for the median latency. A table of req/s with
 # ratios (ours / reference) and the load average comes out on stdout.
@@ -63,6 +68,7 @@ spawn() { spawn-fcgi "$@" | grep -o 'PID: [0-9]*' | awk '{print $2}' >>"$tmp/spa
 mkdir -p "$tmp/cgi" "$tmp/www"
 gcc -O2 -static -o "$tmp/cgi/hello-c" scripts/vs-nginx/hello-cgi.c
 gcc -O2 -o "$tmp/cgi/hello-fcgi" scripts/vs-nginx/hello.c -lfcgi
+gcc -O2 -o "$tmp/spawn-ceiling" scripts/vs-nginx/spawn-ceiling.c
 cp cgi-bin/hello cgi-bin/hello.php "$tmp/cgi/"
 printf 'hello\n' >"$tmp/www/small.txt"
 chmod -R a+rX "$tmp"
@@ -155,17 +161,24 @@ declare -A path=(
 declare -A refs=(
     [cgi-c]="18187 18186" [cgi-sh]="18187 18186" [fcgi-c]=18186 [fcgi-php]=18186
     [static]="18186 18187")
-declare -A name=([18185]=cgi-testbed [18186]=nginx [18187]=lighttpd [18188]=base)
+declare -A name=([18185]=cgi-testbed [18186]=nginx [18187]=lighttpd [18188]=base
+    [ceiling]=spawn-ceiling)
+declare -A program=([cgi-c]=hello-c [cgi-sh]=hello)
+# Starts per second of the row's program without a server.
+ceiling() { "$tmp/spawn-ceiling" "$tmp/cgi/${program[$1]}" "$secs" "$(nproc)"; }
 
 for row in $only; do
     ports="18185 ${BASE:+18188} ${refs[$row]}"
+    against=${refs[$row]}
+    if [ -n "${program[$row]:-}" ]; then against+=" ceiling"; fi
     for p in $ports; do
         check "http://127.0.0.1:$p${path[$row]}"
         wrk -t2 -c8 -d1s "http://127.0.0.1:$p${path[$row]}" >/dev/null
     done
     header="row       round"
     for p in $ports; do header+=$(printf '  %12s' "${name[$p]}"); done
-    for p in ${refs[$row]}; do header+=$(printf '  %10s' "/${name[$p]}"); done
+    if [[ $against == *ceiling ]]; then header+=$(printf '  %13s' "${name[ceiling]}"); fi
+    for p in $against; do header+=$(printf '  %10s' "/${p/#18*/${name[$p]}}"); done
     echo "$header          (req/s, 8 connections, ${secs}s each)"
     for r in $(seq 1 "$rounds"); do
         declare -A got=()
@@ -174,7 +187,11 @@ for row in $only; do
             got[$p]=$(rate "http://127.0.0.1:$p${path[$row]}")
             line+=$(printf '  %12d' "${got[$p]}")
         done
-        for p in ${refs[$row]}; do
+        if [[ $against == *ceiling ]]; then
+            got[ceiling]=$(ceiling "$row")
+            line+=$(printf '  %13d' "${got[ceiling]}")
+        fi
+        for p in $against; do
             line+=$(awk -v a="${got[18185]}" -v b="${got[$p]}" 'BEGIN { printf "  %9.2fx", a / b }')
         done
         echo "$line"
