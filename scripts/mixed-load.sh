@@ -17,6 +17,8 @@ ours_binary
 tmp=$(mktemp -d)
 server=
 cleanup() {
+    # Stop everything even when a step finds nothing to stop (set -e applies here too).
+    set +e
     [ -n "$server" ] && kill "$server" 2>/dev/null
     wait 2>/dev/null || true
     rm -rf "$tmp"

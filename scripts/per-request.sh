@@ -23,6 +23,8 @@ ours_binary
 tmp=$(mktemp -d)
 server=
 cleanup() {
+    # Stop everything even when a step finds nothing to stop (set -e applies here too).
+    set +e
     [ -n "$server" ] && pkill -f -- "--listen 127.0.0.1:$port"
     wait 2>/dev/null || true
     rm -rf "$tmp"

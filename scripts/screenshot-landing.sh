@@ -17,6 +17,8 @@ cargo build --quiet
 tmp=$(mktemp -d)
 server=
 cleanup() {
+    # Stop everything even when a step finds nothing to stop (set -e applies here too).
+    set +e
     # SIGTERM is how any test suite stops the server.
     if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
     rm -rf "$tmp"

@@ -49,10 +49,14 @@ tmp=$(mktemp -d)
 chmod 755 "$tmp"
 pids=()
 cleanup() {
+    # Stop everything even when a step finds nothing to stop (set -e applies here too).
+    set +e
     [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     if [ -f "$tmp/spawned" ]; then
-        while read -r p; do pkill -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done <"$tmp/spawned"
+        # Each is its own session leader; a group kill also stops fcgiwrap's children
+        # without its parent starting new ones.
+        while read -r p; do kill -- "-$p"; done <"$tmp/spawned" 2>/dev/null
     fi
     pkill -f "$tmp/" 2>/dev/null || true
     wait 2>/dev/null || true
