@@ -14,7 +14,7 @@ use crate::limits::Limits;
 use crate::logger::LogTarget;
 use crate::net::IpNet;
 use crate::paths::Dotfiles;
-use crate::spawn::SpawnMode;
+use crate::spawn::{SpawnMode, WorkerSched};
 use crate::try_files::TryFiles;
 
 const EXAMPLES: &str = "\
@@ -212,6 +212,11 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub worker_wait: Duration,
 
+    /// Workers' scheduling policy: batch (SCHED_BATCH, so a worker woken by a request
+    /// does not preempt the loop that sent it) or normal.
+    #[arg(long, value_enum, default_value = "batch")]
+    pub worker_sched: WorkerSched,
+
     /// Do not send the Server-Timing header (queue, spawn, ttfb, total).
     #[arg(long)]
     pub no_server_timing: bool,
@@ -385,6 +390,7 @@ impl Args {
         config.workers.idle = self.worker_idle;
         config.workers.max_requests = self.worker_max_requests;
         config.workers.wait = self.worker_wait;
+        config.workers.sched = self.worker_sched;
         // Checked here too, so a bad combination is a usage error before anything starts.
         config.handlers()?;
         Ok(config)

@@ -12,7 +12,7 @@ use crate::limits::Limits;
 use crate::logger::LogTarget;
 use crate::net::IpNet;
 use crate::paths::Dotfiles;
-use crate::spawn::SpawnMode;
+use crate::spawn::{SpawnMode, WorkerSched};
 use crate::try_files::TryFiles;
 
 #[derive(Debug, Clone)]
@@ -168,6 +168,7 @@ impl Config {
                 idle: Duration::from_secs(60),
                 max_requests: 0,
                 wait: Duration::from_secs(10),
+                sched: WorkerSched::Batch,
             },
             fastcgi: Vec::new(),
             server_timing: true,

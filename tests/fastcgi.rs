@@ -99,6 +99,35 @@ fn max_requests_recycles_workers() {
     )));
 }
 
+/// The scheduling policy of a process: field 41 of /proc/PID/stat.
+fn sched_policy(pid: u32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // Fields from the third on follow the command name, which may hold spaces.
+    let rest = &stat[stat.rfind(") ").expect("comm") + 2..];
+    rest.split(' ')
+        .nth(41 - 3)
+        .and_then(|f| f.parse().ok())
+        .expect("policy")
+}
+
+#[test]
+fn workers_run_under_sched_batch_unless_told_otherwise_and_scripts_never_do() {
+    const POLICY: &str =
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\ncut -d' ' -f41 /proc/$$/stat\n";
+    let s = TestServer::with(&[("app", APP), ("policy", POLICY)], |_| {});
+    let worker = pid_of(&s.get("/fcgi-bin/app"));
+    assert_eq!(sched_policy(worker), libc::SCHED_BATCH);
+    assert_eq!(
+        s.get("/cgi-bin/policy").text().trim(),
+        libc::SCHED_OTHER.to_string()
+    );
+    let s = TestServer::with(&[("app", APP)], |c| {
+        c.workers.sched = cgi_testbed::spawn::WorkerSched::Normal
+    });
+    let worker = pid_of(&s.get("/fcgi-bin/app"));
+    assert_eq!(sched_policy(worker), libc::SCHED_OTHER);
+}
+
 #[test]
 fn idle_workers_retire() {
     let s = app_server(|c| c.workers.idle = Duration::from_millis(300));

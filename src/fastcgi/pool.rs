@@ -31,6 +31,7 @@ use crate::limits::{Enforcer, ProcessLimits};
 use crate::logger::Logger;
 use crate::process::{Child, Registry};
 use crate::script_log::ScriptLog;
+use crate::spawn::WorkerSched;
 
 /// When every worker is busy, how long a request waits for one to come free before
 /// starting another: a worker is often released a moment after its client has the
@@ -55,6 +56,8 @@ pub struct PoolSettings {
     pub max_requests: u64,
     /// How long a request waits for a free worker before 503.
     pub wait: Duration,
+    /// `--worker-sched`: the workers' scheduling policy.
+    pub sched: WorkerSched,
 }
 
 /// What every pool shares: settings, the sockets' directory, and the count of all
@@ -618,6 +621,9 @@ impl Pool {
             unsafe { cmd.pre_exec(move || side.apply()) };
         }
         crate::spawn::default_signals(&mut cmd);
+        if common.settings.sched == WorkerSched::Batch {
+            crate::spawn::batch_scheduling(&mut cmd);
+        }
         let child = crate::spawn::retry_text_busy(|| cmd.spawn())
             .map_err(|e| (Error::Spawn(e.into()), None))?;
         drop(cmd);
