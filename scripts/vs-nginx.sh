@@ -8,6 +8,11 @@
 #              ours /fcgi-bin/ · nginx -> 4 spawn-fcgi workers on unix sockets
 #   fcgi-php   cgi-bin/hello.php under php-cgi, 4 workers:
 #              ours /fcgi-bin/ · nginx -> 4 `php-cgi -b` workers on unix sockets
+#
+# Our workers run under SCHED_BATCH (--worker-sched); spawn-fcgi leaves nginx's at
+# SCHED_OTHER. So that the FastCGI rows compare servers and not only that policy,
+# they also ask nginx-batch: the same nginx in front of 4 more workers of each
+# program, started under `chrt --batch`.
 #   static     a 6-byte file: ours --root · nginx · lighttpd
 #
 # The CGI rows also print the spawn ceiling (scripts/vs-nginx/spawn-ceiling.c): one
@@ -66,7 +71,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 # spawn-fcgi detaches its workers; remember them to stop them (php-cgi's command line
 # does not name our directory).
-spawn() { spawn-fcgi "$@" | grep -o 'PID: [0-9]*' | awk '{print $2}' >>"$tmp/spawned"; }
+# spawn-fcgi runs under "${run[@]}" (a chrt, or nothing).
+run=()
+spawn() { "${run[@]}" spawn-fcgi "$@" | grep -o 'PID: [0-9]*' | awk '{print $2}' >>"$tmp/spawned"; }
 
 # The programs, identical for every server.
 mkdir -p "$tmp/cgi" "$tmp/www"
@@ -79,10 +86,15 @@ chmod -R a+rX "$tmp"
 
 # nginx: static files, CGI through fcgiwrap, FastCGI to 4 workers of each program.
 for i in 1 2 3 4; do
-    spawn -s "$tmp/c$i.sock" -M 0666 -- "$tmp/cgi/hello-fcgi"
-    PHP_FCGI_CHILDREN=0 PHP_FCGI_MAX_REQUESTS=0 \
-        spawn -s "$tmp/p$i.sock" -M 0666 -- "$(command -v php-cgi)"
+    for batch in "" b; do
+        run=()
+        if [ -n "$batch" ]; then run=(chrt --batch 0); fi
+        spawn -s "$tmp/c$batch$i.sock" -M 0666 -- "$tmp/cgi/hello-fcgi"
+        PHP_FCGI_CHILDREN=0 PHP_FCGI_MAX_REQUESTS=0 \
+            spawn -s "$tmp/p$batch$i.sock" -M 0666 -- "$(command -v php-cgi)"
+    done
 done
+run=()
 fcgiwrap=$(command -v fcgiwrap || echo /usr/sbin/fcgiwrap)
 spawn -s "$tmp/wrap.sock" -M 0666 -- "$fcgiwrap" -c 4
 cat >"$tmp/nginx.conf" <<CONF
@@ -98,12 +110,21 @@ http {
                server unix:$tmp/c3.sock; server unix:$tmp/c4.sock; }
   upstream p { server unix:$tmp/p1.sock; server unix:$tmp/p2.sock;
                server unix:$tmp/p3.sock; server unix:$tmp/p4.sock; }
+  upstream cb { server unix:$tmp/cb1.sock; server unix:$tmp/cb2.sock;
+                server unix:$tmp/cb3.sock; server unix:$tmp/cb4.sock; }
+  upstream pb { server unix:$tmp/pb1.sock; server unix:$tmp/pb2.sock;
+                server unix:$tmp/pb3.sock; server unix:$tmp/pb4.sock; }
   server { listen 127.0.0.1:18186;
     root $tmp/www;
     location ~ ^/cgi-bin/(.+)\$ { fastcgi_pass unix:$tmp/wrap.sock;
       include /etc/nginx/fastcgi_params; fastcgi_param SCRIPT_FILENAME $tmp/cgi/\$1; }
     location = /fcgi-bin/hello-fcgi { fastcgi_pass c; include /etc/nginx/fastcgi_params; }
     location = /fcgi-bin/hello.php { fastcgi_pass p; include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $tmp/cgi/hello.php; }
+  }
+  server { listen 127.0.0.1:18189;
+    location = /fcgi-bin/hello-fcgi { fastcgi_pass cb; include /etc/nginx/fastcgi_params; }
+    location = /fcgi-bin/hello.php { fastcgi_pass pb; include /etc/nginx/fastcgi_params;
       fastcgi_param SCRIPT_FILENAME $tmp/cgi/hello.php; }
   }
 }
@@ -161,12 +182,13 @@ check() { curl -sf "$1" >/dev/null || { echo "broken: $1" >&2; exit 1; }; }
 declare -A path=(
     [cgi-c]=/cgi-bin/hello-c [cgi-sh]=/cgi-bin/hello [fcgi-c]=/fcgi-bin/hello-fcgi
     [fcgi-php]=/fcgi-bin/hello.php [static]=/small.txt)
-# Which reference servers run each row (nginx 18186, lighttpd 18187).
+# Which reference servers run each row (nginx 18186, lighttpd 18187, nginx in front
+# of SCHED_BATCH workers 18189).
 declare -A refs=(
-    [cgi-c]="18187 18186" [cgi-sh]="18187 18186" [fcgi-c]=18186 [fcgi-php]=18186
-    [static]="18186 18187")
+    [cgi-c]="18187 18186" [cgi-sh]="18187 18186" [fcgi-c]="18186 18189"
+    [fcgi-php]="18186 18189" [static]="18186 18187")
 declare -A name=([18185]=cgi-testbed [18186]=nginx [18187]=lighttpd [18188]=base
-    [ceiling]=spawn-ceiling)
+    [18189]=nginx-batch [ceiling]=spawn-ceiling)
 declare -A program=([cgi-c]=hello-c [cgi-sh]=hello)
 # Starts per second of the row's program without a server.
 ceiling() { "$tmp/spawn-ceiling" "$tmp/cgi/${program[$1]}" "$secs" "$(nproc)"; }
