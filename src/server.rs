@@ -287,17 +287,26 @@ async fn serve_loop(index: usize, listener: std::net::TcpListener, shared: Arc<S
             return;
         }
     };
-    if index == 0 {
-        let pools = shared.pools.clone();
-        tokio::task::spawn_local(async move {
-            let mut tick = tokio::time::interval(SWEEP_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            while !pools.stopping() {
-                tick.tick().await;
-                pools.sweep().await;
+    // Loop 0 sweeps the pools on its tick. Every loop ticks, for a second reason:
+    // tokio's time driver wakes its loop through the eventfd (a write, then an
+    // epoll_wait that returns at once) whenever a timer is armed earlier than the
+    // earliest one the loop went to sleep with. On a loop whose only timers were its
+    // requests' own, that was once per request: a request's keep-alive deadline (5 s)
+    // is armed after its run-time deadline (30 s). A tick due within SWEEP_EVERY is
+    // always earlier than either.
+    let pools = (index == 0).then(|| shared.pools.clone());
+    tokio::task::spawn_local(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match &pools {
+                Some(pools) if pools.stopping() => break,
+                Some(pools) => pools.sweep().await,
+                None => {}
             }
-        });
-    }
+        }
+    });
     let mut spare = std::fs::File::open("/dev/null").ok();
     let mut last_emfile: Option<(std::time::Instant, u64)> = None;
     let mut stop = shared.stop.subscribe();
