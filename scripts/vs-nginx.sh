@@ -21,7 +21,8 @@
 # program more often than that, so it bounds every ratio in the row.
 #
 # Each is asked by wrk at 8 keep-alive connections, in turns, ROUNDS times, and the
-# C programs once more at 1 connection for the median latency. A table of req/s with
+# C programs ROUNDS times more at 1 connection for the median latency (it moves
+# between runs with where the scheduler puts the client, server and program). A table of req/s with
 # ratios (ours / reference) and the load average comes out on stdout.
 #
 #   scripts/vs-nginx.sh [SECONDS_PER_RUN] [ROUNDS]        (defaults: 5 and 3)
@@ -224,9 +225,11 @@ for row in $only; do
         unset got
     done
     if [ "$row" = cgi-c ] || [ "$row" = fcgi-c ]; then
-        line=$(printf '%-9s %5s' "$row" "p50")
-        for p in $ports; do line+=$(printf '  %10sus' "$(p50 "http://127.0.0.1:$p${path[$row]}")"); done
-        echo "$line          (median latency, 1 connection)"
+        for r in $(seq 1 "$rounds"); do
+            line=$(printf '%-9s %5s' "$row" "p50-$r")
+            for p in $ports; do line+=$(printf '  %10sus' "$(p50 "http://127.0.0.1:$p${path[$row]}")"); done
+            echo "$line          (median latency, 1 connection)"
+        done
     fi
 done
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
