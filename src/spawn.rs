@@ -54,7 +54,7 @@ pub enum WorkerSched {
 /// SCHED_OTHER a woken worker may preempt the loop on its CPU, so the loop's other
 /// ready connections wait and each wake-up carries one request. A SCHED_BATCH task
 /// never preempts on wake-up; it still gets its fair share of the CPU, on the tick.
-/// With the small libfcgi hello this took the worker path from 21-25k to 33-37k
+/// With the small libfcgi hello this took the worker path from 26-27k to 35-39k
 /// req/s on 2 cores (benches/README.md); a child's failure to switch (the server
 /// itself under SCHED_IDLE, say) leaves it at the server's own policy.
 pub fn batch_scheduling(cmd: &mut std::process::Command) {
