@@ -8,12 +8,12 @@
 #              ours /fcgi-bin/ · nginx -> 4 spawn-fcgi workers on unix sockets
 #   fcgi-php   cgi-bin/hello.php under php-cgi, 4 workers:
 #              ours /fcgi-bin/ · nginx -> 4 `php-cgi -b` workers on unix sockets
+#   static     a 6-byte file: ours --root · nginx · lighttpd
 #
 # Our workers run under SCHED_BATCH (--worker-sched); spawn-fcgi leaves nginx's at
 # SCHED_OTHER. So that the FastCGI rows compare servers and not only that policy,
 # they also ask nginx-batch: the same nginx in front of 4 more workers of each
 # program, started under `chrt --batch`.
-#   static     a 6-byte file: ours --root · nginx · lighttpd
 #
 # The CGI rows also print the spawn ceiling (scripts/vs-nginx/spawn-ceiling.c): one
 # posix_spawn + waitpid loop per core running the same program with no server at
@@ -22,8 +22,9 @@
 #
 # Each is asked by wrk at 8 keep-alive connections, in turns, ROUNDS times, and the
 # C programs ROUNDS times more at 1 connection for the median latency (it moves
-# between runs with where the scheduler puts the client, server and program). A table of req/s with
-# ratios (ours / reference) and the load average comes out on stdout.
+# between runs with where the scheduler puts the client, server and program). A
+# table of req/s with ratios (ours / reference) and the load average comes out on
+# stdout.
 #
 #   scripts/vs-nginx.sh [SECONDS_PER_RUN] [ROUNDS]        (defaults: 5 and 3)
 #   BASE=/path/to/other/cgi-testbed scripts/vs-nginx.sh   (adds a column: that binary,
