@@ -14,16 +14,7 @@ for t in wrk gcc; do command -v $t >/dev/null || need+=($t); done
 . scripts/lib/measure.sh
 install_missing "${need[@]}"
 ours_binary
-tmp=$(mktemp -d)
-server=
-cleanup() {
-    # Stop everything even when a step finds nothing to stop (set -e applies here too).
-    set +e
-    [ -n "$server" ] && kill "$server" 2>/dev/null
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+scratch
 mkdir -p "$tmp/cgi" "$tmp/www"
 gcc -O2 -static -o "$tmp/cgi/hello-c" scripts/vs-nginx/hello-cgi.c
 printf 'hello\n' >"$tmp/www/small.txt"

@@ -20,16 +20,7 @@ for t in strace heaptrack wrk gcc; do command -v $t >/dev/null || need+=($t); do
 . scripts/lib/measure.sh
 install_missing "${need[@]}"
 ours_binary
-tmp=$(mktemp -d)
-server=
-cleanup() {
-    # Stop everything even when a step finds nothing to stop (set -e applies here too).
-    set +e
-    [ -n "$server" ] && pkill -f -- "--listen 127.0.0.1:$port"
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+scratch
 mkdir -p "$tmp/cgi" "$tmp/www"
 gcc -O2 -static -o "$tmp/cgi/hello-c" scripts/vs-nginx/hello-cgi.c
 gcc -O2 -o "$tmp/cgi/hello-fcgi" scripts/vs-nginx/hello.c -lfcgi
@@ -47,7 +38,7 @@ start() {
     cat "$tmp/err" >&2
     exit 1
 }
-stop() {
+stop_server() {
     # Under heaptrack, $server is its wrapper: signal the server itself.
     pkill -INT -f -- "--listen 127.0.0.1:$port" || true
     wait "$server" 2>/dev/null || true
@@ -93,7 +84,7 @@ syscalls() {
     done=$(wrk -t2 -c8 -d3s "http://127.0.0.1:$port$1" | awk '/requests in/ {print $1}')
     kill -INT $tracer
     wait $tracer 2>/dev/null || true
-    stop
+    stop_server
     awk -v n="$done" '
         $NF == "total" { total = $4 }
         NF >= 5 && $1 ~ /^[0-9.]+$/ && $NF != "total" { calls[$NF] = $4 }
@@ -109,7 +100,7 @@ allocations() {
         start heaptrack -o "$tmp/heap" "$BIN"
         requests "$1" 50
         [ "$extra" = 0 ] || requests "$1" "$extra"
-        stop
+        stop_server
         counts+=("$(heaptrack_print -f "$tmp"/heap.*zst 2>/dev/null |
             awk '/^calls to allocation functions:/ {print $5}')")
         rm -f "$tmp"/heap.*

@@ -20,3 +20,24 @@ ours_binary() {
         BIN=target/release/cgi-testbed
     fi
 }
+
+# scratch: makes the directory $tmp and, on exit, stops $server (with the script's
+# own stop_server when it defines one, else a kill) and removes $tmp.
+scratch() {
+    tmp=$(mktemp -d)
+    server=
+    trap scratch_cleanup EXIT
+}
+scratch_cleanup() {
+    # Stop everything even when a step finds nothing to stop (set -e applies here too).
+    set +e
+    if [ -n "$server" ]; then
+        if declare -F stop_server >/dev/null; then
+            stop_server
+        else
+            kill "$server" 2>/dev/null
+            wait "$server" 2>/dev/null
+        fi
+    fi
+    rm -rf "$tmp"
+}
